@@ -1,0 +1,1 @@
+"""Prefect flows: thin drivers over the stage functions in ``fusion.pipeline``."""

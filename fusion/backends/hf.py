@@ -1,0 +1,100 @@
+"""Local generation with transformers (CPU or GPU): chat template, batched, left-padded."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fusion.backends.base import BACKENDS, Backend, Generation
+from fusion.models import materialize
+
+logger = logging.getLogger(__name__)
+
+
+@BACKENDS.register("transformers")
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        model_cache: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 8,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_ref = model
+        path = materialize(model, model_cache)
+        t0 = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+        self.model.eval()
+        self.device = device
+        self.batch_size = batch_size
+        logger.info("loaded %s in %.1fs", path, time.perf_counter() - t0)
+
+    def render(self, prompt: str) -> str:
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt
+
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0
+    ) -> list[Generation]:
+        out: list[Generation] = []
+        for i in range(0, len(prompts), self.batch_size):
+            out.extend(self._generate_batch(prompts[i : i + self.batch_size], max_new_tokens, temperature, seed))
+        return out
+
+    def _generate_batch(
+        self, prompts: Sequence[str], max_new_tokens: int, temperature: float, seed: int
+    ) -> list[Generation]:
+        import torch
+
+        texts = [self.render(p) for p in prompts]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        kwargs = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if temperature > 0:
+            torch.manual_seed(seed)
+            kwargs.update(do_sample=True, temperature=temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            seqs = self.model.generate(**enc, **kwargs)
+        latency = time.perf_counter() - t0
+        new = seqs[:, enc["input_ids"].shape[1] :]
+        eos = _eos_ids(self.model, self.tokenizer)
+        gens = []
+        for row_in, row_new in zip(enc["attention_mask"], new, strict=True):
+            ids = row_new.tolist()
+            n_out = len(ids)
+            for j, t in enumerate(ids):  # count up to and including the first end token
+                if t in eos:
+                    n_out = j + 1
+                    break
+            text = self.tokenizer.decode(ids[:n_out], skip_special_tokens=True).strip()
+            gens.append(Generation(text, int(row_in.sum()), n_out, latency))
+        return gens
+
+    def close(self) -> None:
+        del self.model
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

