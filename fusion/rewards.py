@@ -40,8 +40,8 @@ class TaskNormaliser:
             # a task unseen in training: normalise with its own range (and say nothing is learned about it)
             pr = self.perf.get(str(t)) or _minmax(perf[m])
             cr = self.cost.get(str(t)) or _minmax(cost[m])
-            p[m] = _scale(perf[m], pr)
-            c[m] = _scale(cost[m], cr)
+            p[m] = _scale(perf[m], pr, degenerate="identity")
+            c[m] = _scale(cost[m], cr, degenerate="zero")
         return p, c
 
     def to_dict(self) -> dict:
@@ -59,9 +59,13 @@ def _minmax(x: np.ndarray) -> tuple[float, float]:
     return (float(x.min()), float(x.max()))
 
 
-def _scale(x: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
+def _scale(x: np.ndarray, rng: tuple[float, float], degenerate: str) -> np.ndarray:
+    """Min-max scale into [0, 1]. A range with no spread on train cannot be fitted: performance (already on a
+    0..1 scale) then keeps its raw value, and cost (no signal between candidates) becomes 0."""
     lo, hi = rng
     if hi - lo <= 1e-12:
+        if degenerate == "identity":
+            return np.clip(x, 0.0, 1.0)
         return np.where(np.isfinite(x), 0.0, np.nan)
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 

@@ -24,6 +24,10 @@ def test_task_normaliser_uses_train_ranges():
     p2, _ = n.transform(np.array(["a"]), np.array([[2.0, -1.0]]), np.array([[1.0, 1.0]]))
     np.testing.assert_allclose(p2, [[1.0, 0.0]])
     assert TaskNormaliser.from_dict(n.to_dict()).perf == n.perf
+    # a task whose train performance never varied keeps raw performance on test (nothing to rescale by)
+    flat = TaskNormaliser.fit(np.array(["a"]), np.array([[0.0, 0.0]]), np.array([[1.0, 2.0]]))
+    p3, _ = flat.transform(np.array(["a"]), np.array([[1.0, 0.0]]), np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(p3, [[1.0, 0.0]])
 
 
 def synthetic_log(n_per_cluster=30, seed=0):

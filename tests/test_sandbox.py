@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from fusion.tasks.sandbox import STATUSES, run_many, run_python
+from fusion.tasks.sandbox import STATUSES, isolation, run_many, run_python
+
+
+@pytest.fixture(params=["os-isolation", "hook-only"])
+def layers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Security tests run twice: with whatever OS isolation this machine offers, and with the audit hook alone."""
+    if request.param == "hook-only":
+        monkeypatch.setenv("FUSION_SANDBOX_NETNS", "0")
+        monkeypatch.setenv("FUSION_SANDBOX_DROP_PRIVILEGES", "0")
+        assert isolation().prefix == ()
+    return request.param
 
 
 def test_passing_snippet_passes():
@@ -55,11 +65,13 @@ def test_memory_bomb_is_reported_as_memory():
 
 
 def test_growing_memory_is_reported_as_memory():
-    r = run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))", memory_mb=256, timeout_s=5)
+    r = run_python(
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))", memory_mb=256, timeout_s=5
+    )
     assert r.status == "memory"
 
 
-def test_socket_connect_to_localhost_is_blocked():
+def test_socket_connect_to_localhost_is_blocked(layers: str):
     # a real listener: without the guard the connection would succeed
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -78,7 +90,7 @@ def test_socket_connect_to_localhost_is_blocked():
         server.close()
 
 
-def test_urllib_to_external_host_is_blocked():
+def test_urllib_to_external_host_is_blocked(layers: str):
     r = run_python("import urllib.request\nurllib.request.urlopen('http://example.com/', timeout=2)")
     assert r.status == "blocked"
 
@@ -99,14 +111,14 @@ def test_guard_reports_blocked_even_when_the_program_catches_it():
     assert "carried on" in r.stdout
 
 
-def test_writing_outside_the_sandbox_is_blocked(tmp_path: Path):
+def test_writing_outside_the_sandbox_is_blocked(tmp_path: Path, layers: str):
     target = tmp_path / "outside.txt"
     r = run_python(f"open({str(target)!r}, 'w').write('leak')")
     assert r.status == "blocked"
     assert not target.exists()
 
 
-def test_removing_renaming_and_mkdir_outside_are_blocked(tmp_path: Path):
+def test_removing_renaming_and_mkdir_outside_are_blocked(tmp_path: Path, layers: str):
     victim = tmp_path / "keep.txt"
     victim.write_text("precious")
     for code in (
@@ -152,7 +164,7 @@ def test_writing_inside_its_directory_is_allowed():
     assert not workdir.exists()  # the run's directory is removed afterwards
 
 
-def test_processes_and_ctypes_are_blocked(tmp_path: Path):
+def test_processes_and_ctypes_are_blocked(tmp_path: Path, layers: str):
     marker = tmp_path / "ran.txt"
     for code in (
         f"import os\nos.system('touch {marker}')",
@@ -185,8 +197,25 @@ def test_stdlib_only_and_module_name():
 
 
 def test_run_many_keeps_order_and_classifies_each():
-    codes = [f"print({i})" for i in range(6)] + ["assert False", "import socket\nsocket.gethostbyname('x.org')"]
+    codes = [f"print({i})" for i in range(6)] + [
+        "assert False",
+        "import socket\nsocket.gethostbyname('x.org')",
+    ]
     results = run_many(codes, workers=2)
     assert [r.stdout.strip() for r in results[:6]] == [str(i) for i in range(6)]
     assert [r.status for r in results] == ["passed"] * 6 + ["failed", "blocked"]
     assert all(r.status in STATUSES for r in results)
+
+
+def test_os_isolation_when_available():
+    iso = isolation()
+    if iso.prefix == ():
+        pytest.skip("no unshare/setpriv isolation on this machine")
+    code = "import os, socket\nprint(os.getuid(), sorted(n for _, n in socket.if_nameindex()))"
+    r = run_python(code)
+    assert r.status == "passed", r
+    uid, interfaces = r.stdout.split(" ", 1)
+    if iso.unprivileged_uid is not None:
+        assert int(uid) == iso.unprivileged_uid
+    if iso.network_namespace:
+        assert interfaces.strip() == "['lo']"  # a fresh namespace has only loopback

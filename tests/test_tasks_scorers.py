@@ -23,6 +23,7 @@ def test_every_task_metric_has_its_scorer():
 
 # ---- numbers (gsm8k, arith_word) -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "response",
     [
@@ -34,6 +35,8 @@ def test_every_task_metric_has_its_scorer():
         "The answer is 1234. (I double-checked the 3 steps.)",
         "The final answer is \\boxed{1234}",
         "Answer: 1234.0",
+        "Answer: 1234. I checked: the answer is right, since 2 + 3 = 5.",
+        "The answer is: **$1,234**",
     ],
 )
 def test_number_scorer_accepts_gold(response: str):
@@ -75,6 +78,7 @@ def test_real_gsm8k_gold_answers_score_one(shared_data: Path):
 
 
 # ---- math ------------------------------------------------------------------------------------------------
+
 
 def test_last_boxed_balances_braces():
     assert last_boxed("first \\boxed{1} then \\boxed{\\frac{a}{b^{2}}} end") == "\\frac{a}{b^{2}}"
@@ -127,6 +131,7 @@ def test_math_equal_is_symmetric_on_examples():
 
 # ---- multiple choice -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "response",
     [
@@ -149,7 +154,8 @@ def test_choice_scorer_accepts_gold(response: str):
 
 
 @pytest.mark.parametrize(
-    "response", ["Answer: C", "It is a bird.", "", "I am not sure.", "The answer is (A), not (B)... Answer: A"]
+    "response",
+    ["Answer: C", "It is a bird.", "", "I am not sure.", "The answer is (A), not (B)... Answer: A"],
 )
 def test_choice_scorer_rejects_wrong(response: str):
     assert score_choice(response, "B") == 0.0
@@ -162,6 +168,7 @@ def test_choice_extraction_prefers_last_answer_statement():
 
 
 # ---- QA (cem, exact match, F1) -----------------------------------------------------------------------------
+
 
 def test_cem_contains_normalised_gold():
     assert score_cem("It was the Beatles, of course.", "Beatles") == 1.0
@@ -187,6 +194,7 @@ def test_squad_exact_match_and_f1():
 
 # ---- yes / no --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("response", "gold", "expected"),
     [
@@ -204,6 +212,7 @@ def test_yes_no_scorer(response: str, gold: str, expected: float):
 
 
 # ---- code ------------------------------------------------------------------------------------------------
+
 
 def test_extract_code_prefers_last_python_block():
     text = "Try:\n```\nprint(0)\n```\nBetter:\n```python\ndef f():\n    return 1\n```\nand\n```python\nx = 2\n```"

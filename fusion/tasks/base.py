@@ -64,7 +64,9 @@ class Task:
         if self.domain not in DOMAINS:
             raise ValueError(f"task {self.name!r}: domain must be one of {DOMAINS}, got {self.domain!r}")
         if (self.convert is None) == (self.generate is None):
-            raise ValueError(f"task {self.name!r} needs exactly one of convert (a dataset) or generate (synthetic)")
+            raise ValueError(
+                f"task {self.name!r} needs exactly one of convert (a dataset) or generate (synthetic)"
+            )
 
     @property
     def synthetic(self) -> bool:

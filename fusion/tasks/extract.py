@@ -12,6 +12,9 @@ import re
 # "$", thousands separators, decimals. Trailing "." is never part of it.
 _NUMBER_RE = re.compile(r"(?<![\w.])(-|−)?\s?\$?\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
 _ANSWER_CUE_RE = re.compile(r"(?i)\b(?:final\s+)?answer\s*(?:is|would\s+be|should\s+be|=|:)|####")
+_CUE_FILLER_RE = re.compile(
+    r"(?:[^\w\-−$.]|\\boxed\{|\\text\{|(?i:\b(?:approximately|about|roughly|exactly|just|now|then)\b))*"
+)
 
 
 def find_numbers(text: str) -> list[str]:
@@ -44,13 +47,13 @@ def extract_final_number(text: str) -> str | None:
     else the number in the last ``\\boxed{}``, else the last number anywhere."""
     if not text:
         return None
-    cues = list(_ANSWER_CUE_RE.finditer(text))
-    for cue in reversed(cues):
-        after = text[cue.end() : cue.end() + 200]
-        after = after.split("\n\n")[0]
-        nums = find_numbers(after)
-        if nums:
-            return nums[0]
+    for cue in reversed(list(_ANSWER_CUE_RE.finditer(text))):
+        # the number must come right after the cue: "Answer: **$1,234**", "answer is approximately 5";
+        # "the answer is correct because 3 + 4 = 7" is no statement of an answer
+        start = _CUE_FILLER_RE.match(text, cue.end()).end()
+        m = _NUMBER_RE.match(text, start)
+        if m:
+            return ("-" if m.group(1) else "") + m.group(2).replace(",", "")
     boxed = last_boxed(text)
     if boxed is not None:
         nums = find_numbers(boxed)
@@ -119,6 +122,7 @@ def extract_math_answer(text: str) -> str | None:
 
 # ---- multiple choice -------------------------------------------------------------------------------------
 
+
 def extract_choice(text: str, letters: str = "ABCDEFGHIJ") -> str | None:
     """The option letter a response chose.
 
@@ -167,12 +171,12 @@ _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
 def normalize_yes_no(value: str) -> str | None:
-    """"yes"/"true" -> "yes", "no"/"false" -> "no" (any case); anything else -> None."""
+    """ "yes"/"true" -> "yes", "no"/"false" -> "no" (any case); anything else -> None."""
     return _YES_NO.get(value.strip().strip(".").lower()) if value is not None else None
 
 
 def extract_yes_no(text: str) -> str | None:
-    """"yes" or "no" from a response: the last "Answer: ..." statement, else a leading yes/no/true/false,
+    """ "yes" or "no" from a response: the last "Answer: ..." statement, else a leading yes/no/true/false,
     else the last yes/no/true/false word."""
     if not text:
         return None
@@ -204,7 +208,9 @@ def extract_code(text: str) -> str:
         blocks = pattern.findall(text)
         if blocks:
             return _trim_blank_lines(blocks[-1])
-    opened = re.search(r"```[ \t]*(?:python3?|py)?[ \t]*\r?\n(?!.*```)(.*)\Z", text, re.DOTALL | re.IGNORECASE)
+    opened = re.search(
+        r"```[ \t]*(?:python3?|py)?[ \t]*\r?\n(?!.*```)(.*)\Z", text, re.DOTALL | re.IGNORECASE
+    )
     if opened:
         return _trim_blank_lines(opened.group(1))
     begin = re.search(r"\[BEGIN\](.*?)(?:\[DONE\]|\Z)", text, re.DOTALL | re.IGNORECASE)

@@ -35,6 +35,7 @@ def _text(rec: Record, *names: str) -> str:
 
 # ---- math ------------------------------------------------------------------------------------------------
 
+
 def gsm8k(rec: Record, seed: int = 0) -> tuple[str, str]:
     return _text(rec, "question"), gsm8k_gold(_text(rec, "answer"))
 
@@ -51,6 +52,7 @@ def hendrycks_math(rec: Record, seed: int = 0) -> tuple[str, str]:
 
 
 # ---- code ------------------------------------------------------------------------------------------------
+
 
 def mbpp(rec: Record, seed: int = 0) -> tuple[str, str]:
     """MBPP (full or sanitized config): the task text plus its first test as an example of the signature."""
@@ -74,6 +76,7 @@ def human_eval(rec: Record, seed: int = 0) -> tuple[str, str]:
 
 
 # ---- multiple choice -------------------------------------------------------------------------------------
+
 
 def _choices(rec: Record) -> tuple[list[str], list[str]]:
     choices = _field(rec, "choices")
@@ -157,6 +160,7 @@ def gpqa(rec: Record, seed: int = 0) -> tuple[str, str]:
 
 
 # ---- open answers ----------------------------------------------------------------------------------------
+
 
 def natural_qa(rec: Record, seed: int = 0) -> tuple[str, str]:
     """NQ-Open (``question``, ``answer`` list) or FlashRAG's nq (``golden_answers``)."""

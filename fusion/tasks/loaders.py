@@ -38,7 +38,12 @@ SOURCES_HELP = "'hf', 'synthetic', 'package' or a path to a JSONL, JSONL.gz, JSO
 
 
 def load_queries(
-    task: str | Task, source: str | os.PathLike[str], *, split: str = "test", limit: int | None = None, seed: int = 0
+    task: str | Task,
+    source: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """The query table of ``task`` read from ``source`` (see the module docstring), all columns strings.
 
@@ -71,6 +76,7 @@ def load_queries(
 
 
 # ---- sources ---------------------------------------------------------------------------------------------
+
 
 def _offline() -> bool:
     return any(
@@ -163,6 +169,7 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 # ---- records -> rows -------------------------------------------------------------------------------------
+
 
 def _is_query_table(record: Mapping[str, Any]) -> bool:
     return "query" in record and "ground_truth" in record

@@ -135,7 +135,7 @@ def _latex_to_expr(s: str) -> str | None:
     t = s
     for _ in range(6):  # nested \frac / \sqrt, innermost first
         new = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", t)
-        new = re.sub(r"\\sqrt\[([^\[\]{}]*)\]\{([^{}]*)\}", r"((\2)^(1/(\1)))", new)
+        new = re.sub(r"\\sqrt\[(\d{1,2}|[a-z])\]\{([^{}]*)\}", r"((\2)^(1/\1))", new)
         new = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", new)
         if new == t:
             break
@@ -146,11 +146,34 @@ def _latex_to_expr(s: str) -> str | None:
         return None
     if any(w not in ("sqrt", "pi") for w in re.findall(r"[a-z]{2,}", t)):
         return None
-    # exponents: a small integer, one letter, or a short parenthesised group without another "^"
-    for m in re.finditer(r"\^", t):
-        if not re.match(r"\^(?:\d{1,2}(?!\d)|[a-z](?![a-z])|\([^()^]{1,12}\))", t[m.start() :]):
-            return None
-    return t
+    t = t.replace(" ", "")
+    return t if all(_small_power(t, m.start()) for m in re.finditer(r"\^", t)) else None
+
+
+_EXPONENT = re.compile(r"\^(\d{1,2}(?![\d.])|[a-z](?![a-z])|\([a-z0-9+\-/]{1,8}\))")
+
+
+def _small_power(t: str, i: int) -> bool:
+    """Whether the power at ``t[i] == "^"`` is bounded, so that sympy cannot be asked for 9^(9^9).
+
+    The exponent is at most a two-digit number, one letter, or a short group of letters, two-digit numbers,
+    + - /; no power follows it directly; the base is at most a three-digit number, a letter or a group that
+    holds no other power."""
+    m = _EXPONENT.match(t, i)
+    if not m or re.search(r"\d{3}", m.group(1)) or t[m.end() : m.end() + 1] == "^":
+        return False
+    before = t[:i]
+    if before.endswith(")"):
+        depth = 0
+        for j in range(len(before) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(before[j], 0)
+            if depth == 0:
+                return "^" not in before[j:]
+        return False
+    number = re.search(r"[\d.]+$", before)
+    if number:
+        return len(number.group(0)) <= 3
+    return bool(re.search(r"[a-z]$", before))
 
 
 def _sympy_equal(a: str, b: str) -> bool:
@@ -186,7 +209,12 @@ def _sympy_equal(a: str, b: str) -> bool:
 def _sympy_globals() -> dict:
     import sympy
 
-    return {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational, "Symbol": sympy.Symbol}
+    return {
+        "Integer": sympy.Integer,
+        "Float": sympy.Float,
+        "Rational": sympy.Rational,
+        "Symbol": sympy.Symbol,
+    }
 
 
 def math_equal(prediction: str | None, gold: str) -> bool:
@@ -201,8 +229,10 @@ def math_equal(prediction: str | None, gold: str) -> bool:
         return math.isclose(va, vb, rel_tol=1e-6, abs_tol=1e-9)
     ta, tb = _split_tuple(a), _split_tuple(b)
     if ta and tb:
-        return ta[0] == tb[0] and len(ta[1]) == len(tb[1]) and all(
-            math_equal(x, y) for x, y in zip(ta[1], tb[1], strict=True)
+        return (
+            ta[0] == tb[0]
+            and len(ta[1]) == len(tb[1])
+            and all(math_equal(x, y) for x, y in zip(ta[1], tb[1], strict=True))
         )
     if ta or tb:
         return False

@@ -52,7 +52,7 @@ MULTIPLE_CHOICE = PromptStyle(
     "multiple_choice",
     "Answer the following multiple-choice question by choosing one of the lettered options.",
     'Do not explain. Reply with the letter of the correct option only, as "Answer: <letter>".',
-    f'{_STEP} Weigh the options, then end with the letter of the correct option on its own line, as '
+    f"{_STEP} Weigh the options, then end with the letter of the correct option on its own line, as "
     '"Answer: <letter>".',
 )
 
@@ -67,7 +67,7 @@ SHORT_ANSWER = PromptStyle(
     "short_answer",
     "Answer the following question.",
     'Do not explain. Reply with a short answer only (a name, number or phrase), as "Answer: <answer>".',
-    f'{_STEP} Then end with a short final answer (a name, number or phrase) on its own line, as '
+    f"{_STEP} Then end with a short final answer (a name, number or phrase) on its own line, as "
     '"Answer: <answer>".',
 )
 

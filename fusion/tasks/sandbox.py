@@ -24,9 +24,11 @@ What one run does
   ``truncate``/``link``/``symlink``/``mkfifo``/``mknod``/xattr changes, ``shutil`` copy/move/rmtree targets and
   ``sqlite3.connect`` on any path (symlinks resolved) outside the run's directory. A run in which the guard
   fired is reported as ``"blocked"`` even if the program caught the exception.
-* Where it works on this machine (probed once, cached), the child runs inside a new, empty network namespace
-  (``unshare -n`` as root, else ``unshare -rn``), so even native code has no network. Set
-  ``FUSION_SANDBOX_NETNS=0`` to skip it.
+* Where it works on this machine (probed once, cached; see :func:`isolation`), the child runs inside a new,
+  empty network namespace (``unshare -n`` as root, else ``unshare -rn``), so even native code has no network,
+  and, when the parent is root, as uid/gid 65534 with no groups and ``no_new_privs`` (``setpriv``), so that
+  it cannot write files that root owns even past the audit hook. ``FUSION_SANDBOX_NETNS=0`` and
+  ``FUSION_SANDBOX_DROP_PRIVILEGES=0`` switch these off.
 * A wall-clock timeout kills the child's whole process group (it runs in its own session).
 * "passed" means the program ran to its end: the runner records that only after ``exec`` returned, so a
   program that exits early (``sys.exit(0)``, ``os._exit(0)``) is "failed", not "passed".
@@ -37,7 +39,8 @@ This is a guard against *accidents and sloppy model output* (a stray ``os.remove
 allocation, a network call), not a security boundary against hostile code. Audit hooks are a CPython
 debugging facility: code can read the runner's frames, and any native extension or interpreter bug can get
 around them. Reading files is allowed everywhere (the standard library must import). Without a network
-namespace (``unshare`` unavailable), network isolation rests on the audit hook alone. The number of files
+namespace (``unshare`` unavailable), network isolation rests on the audit hook alone; without the uid switch
+(parent not root), the child has the parent's own file permissions. The number of files
 written inside the run's directory is not limited, only each file's size. For hostile code use a container or
 VM boundary (gVisor, Firecracker, nsjail) around the whole scorer.
 """
@@ -67,7 +70,7 @@ TAIL_CHARS = 4000  # how much of stdout/stderr a result keeps
 FILE_LIMIT_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE: largest file (stdout and stderr included) a run may write
 
 # The child's entry point. It runs before the untrusted program, in the same interpreter.
-_RUNNER = r'''
+_RUNNER = r"""
 import os, sys, resource
 
 def _fusion_sandbox_main():
@@ -91,9 +94,9 @@ def _fusion_sandbox_main():
     _lower(resource.RLIMIT_CORE, 0)
 
     status_fd = os.open(status_path, os.O_WRONLY | os.O_APPEND)
-    os.write(status_fd, b"start\n")
     with open(os.path.join(workdir, "..", "prog.py"), encoding="utf-8") as f:
         source = f.read()
+    os.write(status_fd, b"start\n")  # the runner is set up; what follows is the program's doing
 
     root = os.path.realpath(workdir)
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
@@ -212,7 +215,7 @@ def _fusion_sandbox_main():
     os._exit(0)
 
 _fusion_sandbox_main()
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -228,41 +231,76 @@ class SandboxResult:
     detail: str = ""
 
 
-_netns_lock = threading.Lock()
-_netns_cache: list[tuple[str, ...]] = []
+NOBODY_UID = 65534
 
 
-def network_isolation() -> tuple[str, ...]:
-    """The command prefix that puts a run in an empty network namespace, or ``()`` where none works here.
+@dataclass(frozen=True)
+class Isolation:
+    """How runs are wrapped on this machine: a command prefix, and what it gives."""
 
-    Probed once per process (cached). ``FUSION_SANDBOX_NETNS=0`` disables it.
+    prefix: tuple[str, ...] = ()
+    network_namespace: bool = False
+    unprivileged_uid: int | None = None  # set when a root parent drops the child to this uid
+
+
+_isolation_lock = threading.Lock()
+_isolation_cache: dict[tuple[str, str], Isolation] = {}
+
+
+def isolation() -> Isolation:
+    """The OS-level isolation runs get here, probed once per process (cached).
+
+    As root: an empty network namespace (``unshare -n``) and the child switched to uid/gid 65534 ("nobody",
+    no supplementary groups, ``no_new_privs``) by ``setpriv``, so that even past the audit hook it cannot
+    write what root owns. Not root: ``unshare -rn`` (a user plus network namespace) where the kernel allows
+    it. Each part is used only if a probe run succeeds. ``FUSION_SANDBOX_NETNS=0`` and
+    ``FUSION_SANDBOX_DROP_PRIVILEGES=0`` switch the parts off.
     """
-    if os.environ.get("FUSION_SANDBOX_NETNS", "1") == "0":
-        return ()
-    with _netns_lock:
-        if not _netns_cache:
-            _netns_cache.append(_probe_netns())
-        return _netns_cache[0]
+    key = (os.environ.get("FUSION_SANDBOX_NETNS", "1"), os.environ.get("FUSION_SANDBOX_DROP_PRIVILEGES", "1"))
+    with _isolation_lock:
+        if key not in _isolation_cache:
+            _isolation_cache[key] = _probe_isolation(netns=key[0] != "0", drop=key[1] != "0")
+        return _isolation_cache[key]
 
 
-def _probe_netns() -> tuple[str, ...]:
-    exe = shutil.which("unshare")
-    if not exe:
-        log.info("sandbox: 'unshare' not found; network is blocked by the audit hook only")
-        return ()
-    options = ([[exe, "-n"]] if os.geteuid() == 0 else []) + [[exe, "-rn"]]
-    for prefix in options:
+def _probe_isolation(*, netns: bool, drop: bool) -> Isolation:
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    root = os.geteuid() == 0
+    drop_cmd = (
+        (setpriv, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups", "--no-new-privs", "--")
+        if setpriv and root and drop
+        else ()
+    )
+    candidates: list[Isolation] = []
+    if netns and unshare and root and drop_cmd:
+        candidates.append(Isolation((unshare, "-n", *drop_cmd), True, NOBODY_UID))
+    if drop_cmd:
+        candidates.append(Isolation(drop_cmd, False, NOBODY_UID))
+    if netns and unshare:
+        candidates.append(Isolation((unshare, "-n") if root else (unshare, "-rn"), True, None))
+    for cand in candidates:
+        if _probe(cand):
+            log.info(
+                "sandbox: network namespace %s, unprivileged uid %s (%s)",
+                "yes" if cand.network_namespace else "no", cand.unprivileged_uid, " ".join(cand.prefix),
+            )  # fmt: skip
+            return cand
+    log.info("sandbox: no OS-level isolation available; the audit hook and resource limits only")
+    return Isolation()
+
+
+def _probe(cand: Isolation) -> bool:
+    with tempfile.TemporaryDirectory(prefix="fusion-sandbox-probe-") as tmp:
+        if cand.unprivileged_uid is not None:
+            os.chmod(tmp, 0o711)
         try:
             r = subprocess.run(
-                [*prefix, sys.executable, "-I", "-S", "-c", "pass"], capture_output=True, timeout=20
-            )
+                [*cand.prefix, sys.executable, "-I", "-S", "-c", "import os; os.getcwd()"],
+                cwd=tmp, capture_output=True, timeout=20,
+            )  # fmt: skip
         except (OSError, subprocess.SubprocessError):
-            continue
-        if r.returncode == 0:
-            log.info("sandbox: runs use an empty network namespace (%s)", " ".join(prefix))
-            return tuple(prefix)
-    log.info("sandbox: no network namespace available; network is blocked by the audit hook only")
-    return ()
+            return False
+    return r.returncode == 0
 
 
 def _tail(path: Path, limit: int = TAIL_CHARS) -> str:
@@ -309,9 +347,17 @@ def run_python(
         (root / "prog.py").write_text(code, encoding="utf-8")
         status_path = root / "status"
         status_path.write_bytes(b"")
+        iso = isolation()
+        if (
+            iso.unprivileged_uid is not None
+        ):  # the child may traverse root, read prog.py, write work and status
+            os.chmod(root, 0o711)
+            os.chmod(root / "prog.py", 0o644)
+            for path in (work, status_path):
+                os.chown(path, iso.unprivileged_uid, iso.unprivileged_uid)
         cpu_s = int(math.ceil(timeout_s)) + 1
         cmd = [
-            *network_isolation(),
+            *iso.prefix,
             sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", _RUNNER,
             str(work), str(status_path), str(memory_mb * 1024 * 1024), str(cpu_s), str(FILE_LIMIT_BYTES),
             module_name,
@@ -324,7 +370,9 @@ def run_python(
                     start_new_session=True, close_fds=True,
                 )  # fmt: skip
             except OSError as exc:
-                return SandboxResult(False, "error", "", "", time.monotonic() - start, None, f"cannot start: {exc}")
+                return SandboxResult(
+                    False, "error", "", "", time.monotonic() - start, None, f"cannot start: {exc}"
+                )
             try:
                 rc = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -382,8 +430,11 @@ def run_many(
         return []
     n = workers or min(len(codes), os.cpu_count() or 1)
     n = max(1, min(n, len(codes)))
-    network_isolation()  # probe once before the threads start
+    isolation()  # probe once before the threads start
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sandbox") as pool:
         return list(
-            pool.map(lambda c: run_python(c, timeout_s=timeout_s, memory_mb=memory_mb, module_name=module_name), codes)
+            pool.map(
+                lambda c: run_python(c, timeout_s=timeout_s, memory_mb=memory_mb, module_name=module_name),
+                codes,
+            )
         )

@@ -21,6 +21,7 @@ from fusion.tasks.extract import (
     extract_math_answer,
     extract_yes_no,
     normalize_yes_no,
+    numbers_equal,
     parse_number,
 )
 from fusion.tasks.formatting import decode_golds
@@ -48,7 +49,7 @@ def score_number(response: str, ground_truth: str) -> float:
     if gold is None:
         raise ValueError(f"gold answer is not a number: {ground_truth!r}")
     pred = parse_number(extract_final_number(response or ""))
-    return _as_score(pred is not None and abs(pred - gold) <= 1e-6 * max(1.0, abs(gold)))
+    return _as_score(numbers_equal(pred, gold))
 
 
 @SCORERS.register("math_boxed")
@@ -125,6 +126,7 @@ def score_cem(response: str, ground_truth: str) -> float:
 
 # ---- code ------------------------------------------------------------------------------------------------
 
+
 def _defines(code: str, name: str) -> bool:
     return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
@@ -171,6 +173,10 @@ def score_code_many(
 
     programs = [code_program(r, g) for r, g in zip(responses, ground_truths, strict=True)]
     results = run_many(
-        programs, workers=workers, timeout_s=CODE_TIMEOUT_S, memory_mb=CODE_MEMORY_MB, module_name="__candidate__"
+        programs,
+        workers=workers,
+        timeout_s=CODE_TIMEOUT_S,
+        memory_mb=CODE_MEMORY_MB,
+        module_name="__candidate__",
     )
     return [_as_score(r.passed) for r in results]

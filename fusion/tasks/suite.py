@@ -18,7 +18,9 @@ MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediat
                  "prealgebra", "precalculus")  # fmt: skip
 
 
-def _mc(name: str, domain: str, description: str, convert, hf: HFSource, style=prompts.MULTIPLE_CHOICE) -> Task:
+def _mc(
+    name: str, domain: str, description: str, convert, hf: HFSource, style=prompts.MULTIPLE_CHOICE
+) -> Task:
     return Task(name, domain, "mc_letter", description, style, score_choice, convert=convert, hf=hf)
 
 

@@ -66,7 +66,9 @@ def _collect(
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 1000:
-            raise RuntimeError(f"could not draw {n} distinct problems (got {len(out)}); the space is too small")
+            raise RuntimeError(
+                f"could not draw {n} distinct problems (got {len(out)}); the space is too small"
+            )
         kind, key, params = makers[len(out) % len(makers)](rng)
         if key in seen or (split is not None and split_of(key) != split):
             continue
@@ -76,6 +78,7 @@ def _collect(
 
 
 # ---- arith_word ------------------------------------------------------------------------------------------
+
 
 def _buy_give(rng: random.Random) -> tuple[str, str, dict]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
@@ -144,6 +147,7 @@ def make_arith_word(n: int, seed: int = 0, split: str | None = None) -> list[Syn
 
 # ---- mc_reasoning ----------------------------------------------------------------------------------------
 
+
 def _largest(rng: random.Random) -> tuple[str, str, dict]:
     which = rng.choice(("largest", "smallest"))
     if rng.random() < 0.5:
@@ -156,8 +160,8 @@ def _largest(rng: random.Random) -> tuple[str, str, dict]:
     pick = (max if which == "largest" else min)(range(4), key=lambda i: values[i])
     wrong = [s for i, s in enumerate(shown) if i != pick]
     q = f"Which of these numbers is the {which}?"
-    return "compare", q + " " + " ".join(sorted(shown)), {"question": q, "which": which, "correct": shown[pick],
-                                                          "wrong": wrong}  # fmt: skip
+    params = {"question": q, "which": which, "correct": shown[pick], "wrong": wrong}
+    return "compare", q + " " + " ".join(sorted(shown)), params
 
 
 def _alphabetical(rng: random.Random) -> tuple[str, str, dict]:
@@ -165,8 +169,8 @@ def _alphabetical(rng: random.Random) -> tuple[str, str, dict]:
     which = rng.choice(("first", "last"))
     correct = min(words) if which == "first" else max(words)
     q = f"Which of these words comes {which} in alphabetical order?"
-    return "alphabetical", q + " " + " ".join(sorted(words)), {
-        "question": q, "which": which, "correct": correct, "wrong": [w for w in words if w != correct]}  # fmt: skip
+    params = {"question": q, "which": which, "correct": correct, "wrong": [w for w in words if w != correct]}
+    return "alphabetical", q + " " + " ".join(sorted(words)), params
 
 
 def _weekday(rng: random.Random) -> tuple[str, str, dict]:
@@ -174,7 +178,8 @@ def _weekday(rng: random.Random) -> tuple[str, str, dict]:
     correct = DAYS[(today + ahead) % 7]
     wrong = rng.sample([d for d in DAYS if d != correct], 3)
     q = f"Today is {DAYS[today]}. What day of the week will it be {ahead} days from today?"
-    return "weekday", q, {"question": q, "today": DAYS[today], "ahead": ahead, "correct": correct, "wrong": wrong}
+    params = {"question": q, "today": DAYS[today], "ahead": ahead, "correct": correct, "wrong": wrong}
+    return "weekday", q, params
 
 
 def _unit(rng: random.Random) -> tuple[str, str, dict]:
@@ -195,7 +200,11 @@ def _odd_one_out(rng: random.Random) -> tuple[str, str, dict]:
     odd = rng.choice([v for v in range(2 * k, 30 * k) if v % k and v not in multiples])
     q = f"Three of these numbers are multiples of {k}. Which one is not?"
     key = q + " " + " ".join(str(v) for v in sorted([*multiples, odd]))
-    return "odd_one_out", key, {"question": q, "k": k, "correct": str(odd), "wrong": [str(v) for v in multiples]}
+    return (
+        "odd_one_out",
+        key,
+        {"question": q, "k": k, "correct": str(odd), "wrong": [str(v) for v in multiples]},
+    )
 
 
 MC_MAKERS = [_largest, _alphabetical, _weekday, _unit, _odd_one_out]
@@ -219,6 +228,7 @@ def make_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[S
 
 
 # ---- the Task.generate interface: (n, seed, split) -> [(query, ground_truth)] ---------------------------
+
 
 def generate_arith_word(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str]]:
     return [(it.query, it.answer) for it in make_arith_word(n, seed, split)]

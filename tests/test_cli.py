@@ -1,0 +1,44 @@
+"""The `fusion` CLI drivers: import a real log, refuse a bad one, and name a bad parameter."""
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from fusion.cli import app
+from fusion.log.schema import read_log
+
+runner = CliRunner()
+
+
+def test_data_import_real_routerbench_file(shared_data, tmp_path):
+    out = tmp_path / "rb.parquet"
+    src = shared_data / "routing" / "routerbench_zs" / "mbpp_test.csv"
+    res = runner.invoke(app, ["data", "import", str(src), "--format", "routerbench", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    log = read_log(out)
+    assert log["candidate"].nunique() == 11
+    assert set(log["split"]) == {"test"}
+    assert "wrote" in res.output
+
+
+def test_data_import_refuses_bad_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"query_id": ["a"], "task": ["gsm8k"], "query": ["q"], "llm": ["m"], "performance": [1.7],
+                  "split": ["train"], "backend": ["x"], "surprise": [1]}).to_csv(bad, index=False)
+    res = runner.invoke(app, ["data", "import", str(bad), "--format", "long", "--out", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 1
+    assert "surprise" in res.output
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_unknown_format_lists_known(tmp_path):
+    res = runner.invoke(app, ["data", "import", str(tmp_path), "--format", "nope", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "routerbench" in res.output
+
+
+def test_bad_params_exit_2_naming_the_key(tmp_path, repo_root):
+    p = tmp_path / "params.yaml"
+    p.write_text((repo_root / "params.yaml").read_text().replace("batch_size: 8", "batch_sise: 8"))
+    res = runner.invoke(app, ["queries", "--params", str(p)])
+    assert res.exit_code == 2
+    assert "collect.batch_sise" in res.output

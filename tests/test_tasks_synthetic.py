@@ -1,0 +1,100 @@
+"""The synthetic tasks: determinism, answers checked by recomputation, balanced letters, disjoint splits."""
+
+from __future__ import annotations
+
+import collections
+import re
+
+from fusion.tasks import get_task, load_queries
+from fusion.tasks.synthetic import DAYS, make_arith_word, make_mc_reasoning, split_of
+
+# independent formulas, one per kind of word problem
+ARITH = {
+    "buy_give": lambda p: p["a"] + p["packs"] * p["per"] - p["give"],
+    "change": lambda p: p["bill"] - p["count"] * p["price"],
+    "rate": lambda p: p["rate"] * p["hours"] * p["days"],
+    "share": lambda p: p["total"] // p["friends"] - p["lose"],
+    "discount": lambda p: p["price"] - p["price"] * p["pct"] / 100,
+    "legs": lambda p: 4 * p["cows"] + 2 * p["hens"],
+    "ages": lambda p: p["age"] + (p["age"] + p["gap"]) + 2 * p["years"],
+}
+
+
+def test_arith_word_is_deterministic_and_seeded():
+    a, b = make_arith_word(70, seed=3), make_arith_word(70, seed=3)
+    assert a == b
+    assert [x.query for x in make_arith_word(70, seed=4)] != [x.query for x in a]
+
+
+def test_arith_word_answers_recompute():
+    items = make_arith_word(140, seed=0)
+    assert {it.kind for it in items} == set(ARITH)
+    assert len({it.query for it in items}) == len(items)
+    for it in items:
+        expected = ARITH[it.kind](it.params)
+        assert float(it.answer) == expected and expected == int(expected) and expected > 0, it
+        numbers = [int(n) for n in re.findall(r"\d+", it.query)]
+        assert all(v in numbers for k, v in it.params.items() if k not in ("answer",)), it
+        assert get_task("arith_word").score(f"The answer is {it.answer}.", it.answer) == 1.0
+        assert get_task("arith_word").score(f"The answer is {int(it.answer) + 1}.", it.answer) == 0.0
+
+
+def _options(query: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-D])\. (.+)$", query, flags=re.MULTILINE))
+
+
+def _recompute(kind: str, params: dict, options: dict[str, str]) -> str:
+    """The letter of the right option, worked out from the options as shown."""
+    values = list(options.values())
+    if kind == "compare":
+        nums = {letter: float(v) for letter, v in options.items()}
+        pick = max if params["which"] == "largest" else min
+        right = pick(nums, key=nums.get)
+        assert sum(v == nums[right] for v in nums.values()) == 1
+        return right
+    if kind == "alphabetical":
+        target = min(values) if params["which"] == "first" else max(values)
+    elif kind == "weekday":
+        target = DAYS[(DAYS.index(params["today"]) + params["ahead"]) % 7]
+    elif kind == "unit":
+        target = str(params["x"] * params["factor"])
+    elif kind == "odd_one_out":
+        odd = [v for v in values if int(v) % params["k"]]
+        assert len(odd) == 1
+        target = odd[0]
+    else:
+        raise AssertionError(kind)
+    matches = [letter for letter, v in options.items() if v == target]
+    assert len(matches) == 1
+    return matches[0]
+
+
+def test_mc_reasoning_answers_recompute():
+    items = make_mc_reasoning(200, seed=7)
+    assert {it.kind for it in items} == {"compare", "alphabetical", "weekday", "unit", "odd_one_out"}
+    for it in items:
+        options = _options(it.query)
+        assert list(options) == ["A", "B", "C", "D"] and len(set(options.values())) == 4, it.query
+        assert _recompute(it.kind, it.params, options) == it.answer, it
+        assert get_task("mc_reasoning").score(f"Answer: {it.answer}", it.answer) == 1.0
+
+
+def test_mc_reasoning_gold_letters_are_balanced_and_deterministic():
+    items = make_mc_reasoning(200, seed=1)
+    assert collections.Counter(it.answer for it in items) == {"A": 50, "B": 50, "C": 50, "D": 50}
+    assert items == make_mc_reasoning(200, seed=1)
+    assert [it.query for it in make_mc_reasoning(200, seed=2)] != [it.query for it in items]
+
+
+def test_synthetic_loader_splits_are_disjoint():
+    test = load_queries("mc_reasoning", "synthetic", split="test", limit=40, seed=0)
+    train = load_queries("mc_reasoning", "synthetic", split="train", limit=120, seed=0)
+    assert len(test) == 40 and len(train) == 120
+    assert set(test["split"]) == {"test"} and set(test["domain"]) == {"commonsense"}
+    assert not set(test["query_id"]) & set(train["query_id"])
+    items = make_mc_reasoning(40, seed=0, split="test")
+    assert all(split_of(it.key) == "test" for it in items)
+    assert test["query"].tolist() == [it.query for it in items]
+    arith = load_queries("arith_word", "synthetic", limit=30, seed=5)
+    assert len(arith) == 30 and set(arith["metric"]) == {"gsm8k_number"}
+    assert arith.equals(load_queries("arith_word", "synthetic", limit=30, seed=5))
