@@ -34,6 +34,7 @@ def run_queries(params: Params) -> Path:
 def run_collect(params: Params) -> Path:
     from fusion.collect import collect
     from fusion.log.schema import write_log
+    from fusion.log.summary import summarize
     from fusion.queries import read_queries
 
     queries = read_queries(params.paths.queries)
@@ -49,6 +50,8 @@ def run_collect(params: Params) -> Path:
             for cand, row in by_cand.iterrows():
                 ml.log_metrics(flat_metrics(row.to_dict(), f"{cand}.".replace(":", "_")))
             ml.log_metrics({"rows": len(log), "total_cost_usd": float(log["cost_usd"].sum())})
+            ml.log_dict(summarize(log, source=str(out)).to_dict(), "routing_log_summary.json")
+            ml.log_table(by_cand.reset_index(), "per_candidate.json")
     return out
 
 
@@ -72,6 +75,7 @@ def run_validate(params: Params) -> Path:
 def run_embed(params: Params) -> Path:
     from fusion.embed import Encoder, embed_queries, write_embeddings
     from fusion.log.schema import read_log
+    from fusion.models import resolve_ref
 
     log = read_log(params.paths.routing_log)
     with stage_run(params.tracking, "embed", params.embed.model_dump()) as ml:
@@ -79,7 +83,10 @@ def run_embed(params: Params) -> Path:
         emb = embed_queries(log, enc)
         out = write_embeddings(emb, params.paths.embeddings)
         if ml:
-            ml.log_metrics({"n_queries": len(emb), "dim": len(emb["embedding"].iloc[0]) if len(emb) else 0})
+            dim = len(emb["embedding"].iloc[0]) if len(emb) else 0
+            ml.log_metrics({"n_queries": len(emb), "dim": dim})
+            ml.log_dict({"encoder": params.embed.encoder, "resolved": resolve_ref(params.embed.encoder),
+                         "n_queries": len(emb), "dim": dim, "output": str(out)}, "embeddings.json")
     return out
 
 

@@ -33,7 +33,22 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     for f in ("data/routing_log.parquet", "data/embeddings.parquet", "models/router/router.json",
               "metrics/eval.json", "reports/eval.md", "reports/eval.png", "reports/validation.json"):
         assert (tmp_path / f).is_file(), f
-    assert (tmp_path / "mlflow.db").is_file()
+    # every stage run is in MLflow with its parameters, metrics and artifacts; the router is registered
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"queries", "collect", "validate", "embed", "train", "evaluate"}
+    for stage, run in runs.items():
+        assert run.info.status == "FINISHED", stage
+        assert run.data.params, stage
+        if stage != "train":
+            assert run.data.metrics, stage
+            assert client.list_artifacts(run.info.run_id), stage
+    assert "overall.router.reward" in runs["evaluate"].data.metrics
+    version = client.get_model_version("tiny-router", "1")
+    assert version.run_id == runs["train"].info.run_id
 
 
 def _run(cmd: list[str], cwd: Path) -> str:

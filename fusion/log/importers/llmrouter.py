@@ -36,6 +36,7 @@ from fusion.log.importers.common import (
     mtime_utc,
     normalise_tasks,
     parse_numbers,
+    read_jsonl_records,
     unknown_task_note,
 )
 from fusion.log.schema import SPLITS
@@ -58,18 +59,7 @@ def _load_json(path: Path) -> Any:
 
 
 def _load_jsonl(path: Path) -> pd.DataFrame:
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LogImportError(f"{path}: line {i} is not valid JSON: {exc}") from exc
-            if not isinstance(rec, dict):
-                raise LogImportError(f"{path}: line {i} is not a JSON object")
-            records.append(rec)
+    records = read_jsonl_records(path)
     df = pd.DataFrame.from_records(records)
     missing = [k for k in QUERY_KEYS if k not in df.columns]
     if missing:

@@ -28,6 +28,7 @@ from fusion.log.importers.common import (
     examples,
     mtime_utc,
     parse_numbers,
+    read_jsonl_records,
 )
 from fusion.log.schema import COLUMNS, MODES, coerce_log, validate_or_raise
 
@@ -71,18 +72,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LogImportError(f"{path}: line {i} is not valid JSON: {exc}") from exc
-            if not isinstance(rec, dict):
-                raise LogImportError(f"{path}: line {i} is not a JSON object")
-            records.append(rec)
+    records = read_jsonl_records(path)
     columns = list(dict.fromkeys(k for rec in records for k in rec))
     _check_columns(columns, path)
     return pd.DataFrame.from_records(records, columns=columns)

