@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +81,53 @@ class Encoder:
         tmp.replace(self.cache_file)
 
 
-def embed_queries(log: pd.DataFrame, encoder: Encoder) -> pd.DataFrame:
-    """One row per query of the log: ``query_id``, ``embedding``."""
+MIN_SHARED_PREFIX = 200  # characters; shorter common starts are ordinary wording, not a few-shot block
+
+
+def shared_prefixes(log: pd.DataFrame, min_chars: int = MIN_SHARED_PREFIX) -> list[str]:
+    """Per task, the text every query of that task starts with, when it is at least ``min_chars`` long (a
+    shared few-shot block, as in RouterBench's ARC and Winogrande prompts). Such a block fills the encoder's
+    window so that every query of the task embeds the same; the encoder should see what follows it."""
+    out = []
+    q = log[["query_id", "task", "query"]].drop_duplicates("query_id")
+    for _, texts in q.groupby("task", observed=True)["query"]:
+        texts = texts.astype(str).tolist()
+        if len(texts) < 2:
+            continue
+        prefix = os.path.commonprefix(texts)
+        # cut at the last line break inside the shared part, so a query's own first line stays whole
+        cut = prefix.rfind("\n")
+        prefix = prefix[: cut + 1] if cut >= min_chars else prefix
+        if len(prefix) >= min_chars:
+            out.append(prefix)
+    return sorted(set(out), key=len, reverse=True)
+
+
+def strip_prefixes(texts: list[str], prefixes: list[str]) -> list[str]:
+    """Each text without the longest of ``prefixes`` it starts with (unchanged when none, or when nothing
+    would be left)."""
+    out = []
+    for t in texts:
+        for p in prefixes:
+            if t.startswith(p) and len(t) > len(p):
+                t = t[len(p):]
+                break
+        out.append(t)
+    return out
+
+
+def embed_queries(log: pd.DataFrame, encoder: Encoder, *, strip_shared_prefix: bool = True) -> pd.DataFrame:
+    """One row per query of the log: ``query_id``, ``embedding``. With ``strip_shared_prefix`` a few-shot block
+    that every query of a task starts with is removed before encoding (see :func:`shared_prefixes`)."""
     q = log[["query_id", "query"]].drop_duplicates("query_id").sort_values("query_id").reset_index(drop=True)
-    vecs = encoder.encode(q["query"].astype(str).tolist(), progress=len(q) > 256)
+    texts = q["query"].astype(str).tolist()
+    if strip_shared_prefix:
+        prefixes = shared_prefixes(log)
+        if prefixes:
+            logger.info("stripping %d shared few-shot prefix(es) (%s chars) before embedding", len(prefixes),
+                        ", ".join(str(len(p)) for p in prefixes))
+            texts = strip_prefixes(texts, prefixes)
+    vecs = encoder.encode(texts, progress=len(q) > 256)
     return pd.DataFrame({"query_id": q["query_id"].astype("string"), "embedding": list(vecs)})
 
 

@@ -40,7 +40,7 @@ def evaluate_router(router: Router, train: RoutingData, test: RoutingData) -> di
     n = len(test)
     choice = {
         "best_single": np.full(n, best_single_index(train)),
-        "router": router.route(test.X, test.tasks),
+        "router": np.argmax(router.predict_data(test), axis=1),
         "oracle": np.argmax(rew + 1e-9 * perf - 1e-12 * cost, axis=1),  # ties: higher perf, then cheaper
     }
 

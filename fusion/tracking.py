@@ -97,7 +97,7 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("router input needs a 'query' column of texts")
     X = encoder.encode(frame["query"].astype(str).tolist())
     tasks = frame["task"].astype(str).to_numpy() if "task" in frame.columns else None
-    U = router.predict_utility(X, tasks)
+    U = router.predict_utility(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
     out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])
     out.insert(0, "candidate", [router.candidates[i] for i in np.argmax(U, axis=1)])
     return out

@@ -1,13 +1,14 @@
 """From a routing log + query embeddings to the matrices routers learn from.
 
 One row per query (sorted by query_id), one column per candidate (sorted by name). ``reward`` follows the
-scenario with per-task min-max normalisation fitted on the training rows only.
+scenario with per-task min-max normalisation fitted on the training rows only; in the ``llm_judge`` objective the
+reward is the judge score itself.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from fusion.log.schema import candidates_of, wide
 from fusion.rewards import TaskNormaliser, reward
 
 logger = logging.getLogger(__name__)
+
+# per-query arrays (first axis = query); everything else is shared by every subset
+_PER_QUERY = ("query_ids", "tasks", "splits", "texts", "X", "perf", "cost", "perf_n", "cost_n", "reward", "judge")
 
 
 @dataclass
@@ -30,23 +34,72 @@ class RoutingData:
     cost: np.ndarray  # (n, c) USD per call
     perf_n: np.ndarray  # (n, c) normalised per task
     cost_n: np.ndarray
-    reward: np.ndarray  # (n, c) alpha * perf_n - beta * cost_n
+    reward: np.ndarray  # (n, c) alpha * perf_n - beta * cost_n (or the judge score)
     alpha: float
     beta: float
     normaliser: TaskNormaliser
+    texts: np.ndarray = field(default=None)  # (n,) query texts
+    judge: np.ndarray = field(default=None)  # (n, c) judge scores, NaN where absent
+    objective: str = "reward"  # "reward" (alpha/beta) or "judge"
+    descriptions: dict[str, str] = field(default_factory=dict)  # candidate -> free text (may be empty)
+
+    def __post_init__(self) -> None:
+        n, c = len(self.query_ids), len(self.candidates)
+        if self.texts is None:
+            self.texts = np.array([""] * n, dtype=object)
+        if self.judge is None:
+            self.judge = np.full((n, c), np.nan)
 
     def subset(self, mask: np.ndarray) -> RoutingData:
-        return RoutingData(
-            self.query_ids[mask], self.tasks[mask], self.splits[mask], self.candidates, self.X[mask],
-            self.perf[mask], self.cost[mask], self.perf_n[mask], self.cost_n[mask], self.reward[mask],
-            self.alpha, self.beta, self.normaliser,
-        )
+        return replace(self, **{f.name: getattr(self, f.name)[mask] for f in fields(self) if f.name in _PER_QUERY})
 
     def split(self, name: str) -> RoutingData:
         mask = self.splits == name
         if not mask.any():
             raise ValueError(f"no queries in split {name!r} (splits present: {sorted(set(self.splits))})")
         return self.subset(mask)
+
+    def validation_split(self, fraction: float = 0.2, seed: int = 0) -> tuple[RoutingData, RoutingData]:
+        """(fit, val): a validation part carved from these queries, stratified by task (for model selection and
+        early stopping; never the test split). Tasks with a single query stay in the fit part."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        rng = np.random.default_rng(seed)
+        val = np.zeros(len(self), dtype=bool)
+        for t in sorted(set(self.tasks)):
+            idx = np.flatnonzero(self.tasks == t)
+            k = int(round(fraction * len(idx)))
+            if len(idx) >= 2:
+                val[rng.choice(idx, size=min(max(k, 1), len(idx) - 1), replace=False)] = True
+        if not val.any() or val.all():
+            raise ValueError(f"cannot carve a validation split from {len(self)} queries")
+        return self.subset(~val), self.subset(val)
+
+    def fold_ids(self, k: int, seed: int = 0) -> np.ndarray:
+        """A fold number in [0, k) per query, stratified by task (each task spread evenly over the folds)."""
+        if k < 2:
+            raise ValueError(f"need at least 2 folds, got {k}")
+        if len(self) < k:
+            raise ValueError(f"cannot make {k} folds from {len(self)} queries")
+        rng = np.random.default_rng(seed)
+        out = np.empty(len(self), dtype=int)
+        offset = 0
+        for t in sorted(set(self.tasks)):
+            idx = rng.permutation(np.flatnonzero(self.tasks == t))
+            out[idx] = (np.arange(len(idx)) + offset) % k
+            offset += len(idx)
+        return out
+
+    def with_weights(self, alpha: float, beta: float) -> RoutingData:
+        """The same queries under another (alpha, beta) scenario (same normalisation)."""
+        return replace(self, alpha=alpha, beta=beta, objective="reward",
+                       reward=reward(self.perf_n, self.cost_n, alpha, beta))
+
+    def rewards_filled(self) -> np.ndarray:
+        """Reward with unknown cells (errors) set to the lowest reward seen: what routers learn and are scored on."""
+        r = self.reward
+        low = float(np.nanmin(r)) if np.isfinite(r).any() else 0.0
+        return np.nan_to_num(r, nan=low)
 
     def __len__(self) -> int:
         return len(self.query_ids)
@@ -60,25 +113,39 @@ def build_routing_data(
     *,
     normaliser: TaskNormaliser | None = None,
     fit_split: str = "train",
+    objective: str = "reward",
+    descriptions: dict[str, str] | None = None,
 ) -> RoutingData:
+    """``objective="judge"`` makes the reward the judge score (the LLM-judge scenario); the log must have them."""
+    if objective not in ("reward", "judge"):
+        raise ValueError(f"objective must be 'reward' or 'judge', got {objective!r}")
     queries = log.drop_duplicates("query_id").set_index("query_id").sort_index()
     perf_w = wide(log, "performance").reindex(queries.index)
     cost_w = wide(log, "cost_usd").reindex(queries.index)
+    judge_w = wide(log, "judge_score").reindex(queries.index)
     if cost_w.isna().all().all():
         logger.warning("the log has no costs: every candidate costs 0 (only performance can be traded)")
     cost_w = cost_w.fillna(0.0)
     tasks = queries["task"].astype(str).to_numpy()
     splits = queries["split"].astype(str).to_numpy()
-    perf, cost = perf_w.to_numpy(float), cost_w.to_numpy(float)
+    perf, cost, judge = perf_w.to_numpy(float), cost_w.to_numpy(float), judge_w.to_numpy(float)
     if normaliser is None:
         fit = splits == fit_split
         if not fit.any():
             raise ValueError(f"no {fit_split!r} queries to fit the reward normalisation on")
         normaliser = TaskNormaliser.fit(tasks[fit], perf[fit], cost[fit])
     perf_n, cost_n = normaliser.transform(tasks, perf, cost)
-    r = reward(perf_n, cost_n, alpha, beta)
+    if objective == "judge":
+        if not np.isfinite(judge).any():
+            raise ValueError("the llm_judge scenario needs judge scores, and this log has none (judge_score is empty)")
+        r = judge.copy()
+    else:
+        r = reward(perf_n, cost_n, alpha, beta)
     X = embedding_matrix(embeddings, queries.index)
+    cands = candidates_of(log)
     return RoutingData(
-        queries.index.to_numpy().astype(str), tasks, splits, candidates_of(log), X,
+        queries.index.to_numpy().astype(str), tasks, splits, cands, X,
         perf, cost, perf_n, cost_n, r, alpha, beta, normaliser,
+        texts=queries["query"].astype(str).to_numpy(dtype=object), judge=judge, objective=objective,
+        descriptions={c: (descriptions or {}).get(c, (descriptions or {}).get(c.split(":")[0], "")) for c in cands},
     )

@@ -1,0 +1,193 @@
+"""Budget mode: route under a target mean cost per query, or a target share of calls to a named candidate.
+
+RouteLLM calibrates one threshold so that a chosen share of queries goes to the strong model; here the same idea
+works for N candidates. A base router trained on performance alone (Performance First) gives ``perf_hat`` (n, c);
+a cost model gives ``cost_hat`` (n, c) in USD; a cost weight ``lam`` routes to ``argmax(perf_hat - lam * cost_hat)``.
+``lam`` is calibrated by bisection on cross-fitted, out-of-fold utilities of the training queries (never the
+test split) so that the routed system's mean true cost meets the target. For a share target a bias ``b`` on the named
+candidate's utility is calibrated the same way. The chosen cost of ``argmax(u - lam * c)`` never increases with
+``lam``, so the bisection is well posed.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fusion.routers.base import ROUTERS, Router, load_router, make_router
+from fusion.routers.data import RoutingData
+from fusion.routers.features import TaskPrior
+
+logger = logging.getLogger(__name__)
+
+BISECTION_STEPS = 60
+
+
+@dataclass
+class CostModel:
+    """Mean cost (USD) of each candidate per task on training queries; the overall mean for unseen tasks."""
+
+    prior: TaskPrior
+
+    @classmethod
+    def fit(cls, data: RoutingData) -> CostModel:
+        return cls(TaskPrior.fit(data.tasks, np.nan_to_num(data.cost, nan=0.0)))
+
+    def __call__(self, tasks: np.ndarray | None, n: int) -> np.ndarray:
+        return self.prior(tasks, n)
+
+
+def _chosen(U: np.ndarray, M: np.ndarray) -> np.ndarray:
+    idx = np.argmax(U, axis=1)
+    return M[np.arange(len(idx)), idx]
+
+
+def penalised(perf_hat: np.ndarray, cost_hat: np.ndarray, lam: float) -> np.ndarray:
+    return perf_hat - lam * cost_hat
+
+
+def lambda_scale(perf_hat: np.ndarray, cost_hat: np.ndarray) -> float:
+    """A cost weight at which a typical utility gap equals a typical cost gap (the middle of a sweep)."""
+    du = float(np.std(perf_hat)) or 1.0
+    dc = float(np.std(cost_hat)) or float(np.mean(np.abs(cost_hat))) or 1.0
+    return du / dc
+
+
+def calibrate_cost_weight(perf_hat: np.ndarray, cost_hat: np.ndarray, true_cost: np.ndarray,
+                          target_cost: float) -> float:
+    """The smallest cost weight whose routed mean true cost is <= ``target_cost`` (bisection, log scale)."""
+    if target_cost <= 0:
+        raise ValueError(f"target cost must be positive, got {target_cost}")
+
+    def cost_at(lam: float) -> float:
+        return float(_chosen(penalised(perf_hat, cost_hat, lam), true_cost).mean())
+
+    if cost_at(0.0) <= target_cost:
+        return 0.0
+    lo, hi = 0.0, lambda_scale(perf_hat, cost_hat)
+    while cost_at(hi) > target_cost:
+        hi *= 4
+        if hi > 1e30:
+            cheapest = float(np.min(true_cost.mean(0)))
+            raise ValueError(f"target cost {target_cost:g} USD/query is below what routing can reach "
+                             f"(the cheapest candidate costs {cheapest:g} on average)")
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if cost_at(mid) <= target_cost else (mid, hi)
+    return hi
+
+
+def calibrate_share(U: np.ndarray, index: int, target_share: float) -> float:
+    """The bias on candidate ``index`` whose routed share of calls is closest to ``target_share`` from below."""
+    if not 0 <= target_share <= 1:
+        raise ValueError(f"target share must be in [0, 1], got {target_share}")
+
+    def share_at(b: float) -> float:
+        V = U.copy()
+        V[:, index] += b
+        return float((np.argmax(V, axis=1) == index).mean())
+
+    span = float(np.ptp(U)) + 1.0
+    lo, hi = -span, span  # share_at(lo) = 0, share_at(hi) = 1
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if share_at(mid) <= target_share else (lo, mid)
+    return lo
+
+
+def fold_of(X: np.ndarray, k: int) -> np.ndarray:
+    """A stable fold number per query from its embedding (the same query always goes to the same fold)."""
+    X = np.round(np.asarray(X, dtype=np.float32), 4)
+    return np.array([zlib.crc32(row.tobytes()) % k for row in X], dtype=int)
+
+
+@ROUTERS.register("budget")
+class BudgetRouter(Router):
+    """A base router plus a calibrated cost weight (``target_cost`` USD/query) or a calibrated bias for one
+    candidate (``target_share`` of calls to ``share_candidate``).
+
+    Cross-fitted: the training queries are split into ``calibration_folds`` folds (by a hash of the query); one
+    base router is trained per fold on the other folds, and every training query is scored by the router that
+    never saw it. The cost weight is calibrated on those out-of-fold utilities, and a new query is routed by
+    the fold router its hash selects, so the deployed utilities follow the very distribution the calibration
+    saw (a single refitted router would not: its utilities shift with the extra data, and the target drifts).
+
+    Params: ``base`` (router name, default knn), ``base_*`` (the base router's params, e.g. ``base_k``),
+    ``calibration_folds`` (default 5)."""
+
+    name = "budget"
+
+    def _base_params(self) -> dict:
+        return {k[len("base_"):]: v for k, v in self.params.items() if k.startswith("base_")}
+
+    def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
+        target_cost, target_share = self.params.get("target_cost"), self.params.get("target_share")
+        if (target_cost is None) == (target_share is None):
+            raise ValueError("budget router: give exactly one of target_cost (USD/query) or target_share")
+        name = self.params.get("share_candidate")
+        if target_share is not None and name not in data.candidates:
+            raise ValueError(f"budget router: share_candidate {name!r} is not a candidate; "
+                             f"candidates: {data.candidates}")
+        perf = data.with_weights(1.0, 0.0)
+        base_name, base_params = str(self.params.get("base", "knn")), self._base_params()
+        k = int(self.params.get("calibration_folds", 5))
+        if len(perf) < 2 * k:
+            raise ValueError(f"budget router: {len(perf)} training queries are too few for {k} folds")
+        folds = fold_of(perf.X, k)
+        U = np.zeros_like(perf.reward)
+        C = np.zeros_like(perf.cost)
+        self.bases, self.cost_models = [], []
+        for f in range(k):
+            held = folds == f
+            part = perf.subset(~held)
+            base = make_router(base_name, seed=self.seed, **base_params).fit(part)
+            base.meta.update({k_: v for k_, v in self.meta.items() if k_ not in base.meta})
+            cm = CostModel.fit(part)
+            if held.any():
+                U[held] = base.predict_data(perf.subset(held))
+                C[held] = cm(perf.tasks[held], int(held.sum()))
+            self.bases.append(base)
+            self.cost_models.append(cm)
+        if target_cost is not None:
+            lam = calibrate_cost_weight(U, C, np.nan_to_num(perf.cost, nan=0.0), float(target_cost))
+            self.state = {"lam": lam, "bias": 0.0, "index": -1, "folds": k}
+        else:
+            index = data.candidates.index(name)
+            self.state = {"lam": 0.0, "bias": calibrate_share(U, index, float(target_share)), "index": index,
+                          "folds": k}
+        self.meta["calibration"] = {**self.state, "n_calibration": len(perf)}
+        logger.info("budget: calibrated %s on %d out-of-fold queries", self.meta["calibration"], len(perf))
+
+    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        U = np.zeros((len(X), len(self.candidates)))
+        folds = fold_of(X, self.state["folds"])
+        for f in np.unique(folds):
+            m = folds == f
+            t = None if tasks is None else np.asarray(tasks)[m]
+            s = None if texts is None else np.asarray(texts, dtype=object)[m]
+            U[m] = penalised(self.bases[f].predict_utility(X[m], t, s), self.cost_models[f](t, int(m.sum())),
+                             self.state["lam"])
+        if self.state["index"] >= 0:
+            U[:, self.state["index"]] += self.state["bias"]
+        return U
+
+    def _save_state(self, path: Path) -> None:
+        import joblib
+
+        for f, base in enumerate(self.bases):
+            base.save(path / f"base-{f}")
+        joblib.dump({"state": self.state, "cost": [c.prior.to_dict() for c in self.cost_models]},
+                    path / "budget.joblib")
+
+    def _load_state(self, path: Path) -> None:
+        import joblib
+
+        saved = joblib.load(path / "budget.joblib")
+        self.state = saved["state"]
+        self.bases = [load_router(path / f"base-{f}") for f in range(self.state["folds"])]
+        self.cost_models = [CostModel(TaskPrior.from_dict(c)) for c in saved["cost"]]

@@ -1,0 +1,123 @@
+"""The router family on synthetic logs with a known answer: shapes, learning, determinism, persistence."""
+
+import numpy as np
+import pytest
+from routing_fixtures import cluster_log, task_log, tradeoff_log
+
+from fusion.evaluate import evaluate_router
+from fusion.routers import build_routing_data, load_router, make_router
+from fusion.routers.base import router_names
+from fusion.routers.budget import calibrate_cost_weight, calibrate_share
+
+SKLEARN_ROUTERS = ["knn", "mlp", "svm"]
+
+
+def test_registry_lists_the_family():
+    names = router_names()
+    for n in ["random", "best-single", "task-best", "oracle", "knn", "mlp", "svm", "budget"]:
+        assert n in names
+    assert "oracle" not in router_names(deployable_only=True)
+
+
+@pytest.mark.parametrize("name", SKLEARN_ROUTERS)
+def test_router_learns_clusters_deterministic_and_round_trips(name, tmp_path):
+    log, emb = cluster_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router(name, seed=3).fit(train)
+    u = router.predict_utility(test.X, test.tasks)
+    assert u.shape == (len(test), 2) and np.isfinite(u).all()
+    m = evaluate_router(router, train, test)
+    assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
+    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    again = make_router(name, seed=3).fit(train)
+    np.testing.assert_allclose(again.predict_utility(test.X, test.tasks), u)
+    reloaded = load_router(router.save(tmp_path / name))
+    np.testing.assert_allclose(reloaded.predict_utility(test.X, test.tasks), u)
+    assert reloaded.candidates == ["A:direct", "B:direct"]
+
+
+@pytest.mark.parametrize("name", ["task-best", "knn", "mlp", "svm"])
+def test_router_uses_the_task(name):
+    log, emb = task_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    m = evaluate_router(make_router(name).fit(train), train, test)
+    assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
+    # an unseen task is routed without error
+    u = make_router(name).fit(train).predict_utility(test.X[:2], np.array(["zzz", "zzz"]))
+    assert u.shape == (2, 2) and np.isfinite(u).all()
+
+
+def test_baselines():
+    log, emb = cluster_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    best = make_router("best-single").fit(train)
+    assert set(best.route(test.X)) == {int(np.argmax(train.reward.mean(0)))}
+    oracle = make_router("oracle").fit(train)
+    assert evaluate_router(oracle, train, test)["overall"]["router"]["performance"] == pytest.approx(1.0)
+    with pytest.raises(TypeError, match="evaluation only"):
+        oracle.predict_utility(test.X)
+    rnd = make_router("random", seed=1).fit(train)
+    np.testing.assert_array_equal(rnd.route(test.X), make_router("random", seed=1).fit(train).route(test.X))
+
+
+def test_knn_selects_k_on_validation_not_test():
+    log, emb = cluster_log(n_per_cluster=60)
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    r = make_router("knn").fit(data.split("train"))
+    assert r.meta["selected"]["k"] >= 1 and r.meta["selected"]["scope"] in ("all", "task")
+    fixed = make_router("knn", k=3, scope="all").fit(data.split("train"))
+    assert fixed.meta["selected"] == {"k": 3, "scope": "all"}
+    with pytest.raises(ValueError, match="k must be"):
+        make_router("knn", k=0).fit(data.split("train"))
+
+
+def test_cost_weight_and_share_calibration_on_a_matrix():
+    rng = np.random.default_rng(0)
+    U = rng.random((2000, 3))
+    cost = np.tile([1.0, 2.0, 4.0], (2000, 1))
+    lam = calibrate_cost_weight(U, cost, cost, 2.0)
+    chosen = cost[np.arange(2000), np.argmax(U - lam * cost, axis=1)].mean()
+    assert chosen <= 2.0 and chosen == pytest.approx(2.0, rel=0.02)
+    assert calibrate_cost_weight(U, cost, cost, 10.0) == 0.0  # the unconstrained router is within budget
+    with pytest.raises(ValueError, match="below what routing can reach"):
+        calibrate_cost_weight(U, cost, cost, 0.5)
+    b = calibrate_share(U, 2, 0.1)
+    V = U.copy()
+    V[:, 2] += b
+    assert (np.argmax(V, axis=1) == 2).mean() == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def tradeoff():
+    # 4,000 training and 2,000 held-out queries: the held-out mean itself has ~2-3% sampling noise
+    return tradeoff_log(n=6000)
+
+
+@pytest.mark.parametrize("target", [0.005, 0.008])
+def test_budget_router_meets_cost_target_on_held_out_data(target, tradeoff, tmp_path):
+    log, emb = tradeoff
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    unconstrained = evaluate_router(make_router("knn", k=40).fit(train), train, test)["overall"]["router"]["cost"]
+    assert unconstrained > 1.5 * target  # the target binds
+    router = make_router("budget", base="knn", base_k=40, base_scope="all", target_cost=target).fit(train)
+    m = evaluate_router(router, train, test)
+    assert m["overall"]["router"]["cost"] == pytest.approx(target, rel=0.05)
+    reloaded = load_router(router.save(tmp_path / "b"))
+    np.testing.assert_allclose(reloaded.predict_utility(test.X, test.tasks), router.predict_utility(test.X, test.tasks))
+
+
+def test_budget_router_meets_share_target_on_held_out_data(tradeoff):
+    log, emb = tradeoff
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router("budget", base="mlp", target_share=0.3, share_candidate="big:direct").fit(train)
+    share = evaluate_router(router, train, test)["routing_distribution"]["big:direct"]
+    assert share == pytest.approx(0.3, rel=0.05)
+    with pytest.raises(ValueError, match="not a candidate"):
+        make_router("budget", target_share=0.3, share_candidate="nope").fit(train)
+    with pytest.raises(ValueError, match="exactly one"):
+        make_router("budget").fit(train)
