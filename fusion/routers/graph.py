@@ -1,0 +1,287 @@
+"""GraphRouter (Feng et al., "GraphRouter: a graph-based router for LLM selections", ICLR 2025) in plain PyTorch.
+
+A heterogeneous graph of task, query and candidate nodes. Every training query has an edge to its task and one
+edge to each candidate, carrying the edge features (reward, cost_n, perf_n) of that (query, candidate) outcome.
+Routing is edge prediction: the reward of a new query's edge to each candidate.
+
+Node features: a query is its (standardised) embedding; a task is the mean embedding of its training queries plus
+a learned task vector; a candidate is a learned vector. (Candidate descriptions are not encoded: this router loads
+no model.) Two rounds of message passing:
+
+1. task -> query: ``h_q = relu(W_q x_q + U t_task(q))`` (a query of an unseen task has no task edge: ``U t = 0``);
+2. query -> candidate along the observed edges: a message ``relu(A h_q + B e_qc)`` per edge, averaged over all
+   the candidate's edges (global state) and over its edges with queries of each task (task-conditioned state),
+   so a candidate node reads ``h_c(t) = v_c + M_g mean_all + M_s mean_task(t)`` (global only for unseen tasks).
+
+An MLP on ``[h_q, h_c, h_q * h_c]`` predicts the edge's reward; with ``residual`` (default) it predicts the residual
+over the per-task mean reward (``TaskPrior``), so the untrained model is task-best. To keep labels out of the
+messages, each epoch partitions the training queries into ``round(1 / mask_fraction)`` folds: each step predicts
+the edges of one fold from messages carried by the edges of the other folds (as a new query at routing time has no
+edges of its own). Early stopping on the validation split by ``routed_value``. After training, the task and
+candidate node states are computed once from all training edges and stored, so routing a query only runs the
+query encoder and the edge MLP. Defaults (chosen on validation splits of the LLMRouter/RouterBench training data):
+``refit`` retrains on all training queries for the selected epoch count; ``folds`` > 1 instead averages one model
+per disjoint validation fold (a cross-fitted ensemble; ``folds`` times the training time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from fusion.routers.base import ROUTERS, Router
+from fusion.routers.data import RoutingData
+from fusion.routers.features import TaskPrior, routed_value
+from fusion.routers.mf import task_index
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "hidden": 64,
+    "lr": 3e-3,
+    "epochs": 60,
+    "weight_decay": 1e-3,
+    "patience": 15,
+    "mask_fraction": 0.25,
+    "validation_fraction": 0.2,
+    "residual": True,
+    "dropout": 0.3,
+    "folds": 1,
+    "refit": True,
+    "num_threads": None,
+}
+EDGE_FEATURES = ("reward", "cost_n", "perf_n")
+
+
+def edge_features(data: RoutingData) -> np.ndarray:
+    """(n, c, 3) features of each (query, candidate) edge: reward (errors filled), cost_n, perf_n (NaN -> 0)."""
+    return np.stack([data.rewards_filled(), np.nan_to_num(data.cost_n, nan=0.0), np.nan_to_num(data.perf_n, nan=0.0)],
+                    axis=-1).astype(np.float32)
+
+
+def task_means(X: np.ndarray, tidx: np.ndarray, n_tasks: int) -> np.ndarray:
+    """(n_tasks, d) mean embedding of each task's queries (zero for a task with none)."""
+    out = np.zeros((n_tasks, X.shape[1]), dtype=np.float32)
+    for t in range(n_tasks):
+        m = tidx == t
+        if m.any():
+            out[t] = X[m].mean(0)
+    return out
+
+
+def _graph_module(d: int, c: int, n_tasks: int, hidden: int, dropout: float):
+    import torch
+    from torch import nn
+
+    h = hidden
+
+    class GraphRouterNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(dropout)
+            self.enc_q = nn.Linear(d, h)
+            self.enc_t = nn.Linear(d, h)
+            self.task_emb = nn.Parameter(0.1 * torch.randn(n_tasks, h))
+            self.task_to_query = nn.Linear(h, h, bias=False)
+            self.cand_emb = nn.Parameter(0.1 * torch.randn(c, h))
+            self.msg_q = nn.Linear(h, h)
+            self.msg_e = nn.Linear(len(EDGE_FEATURES), h, bias=False)
+            self.agg_global = nn.Linear(h, h)
+            self.agg_task = nn.Linear(h, h, bias=False)
+            self.head = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, 1))
+
+        def tasks(self, tmean):
+            """(T + 1, h) task node states; the last row (unseen task) is zero."""
+            t = torch.relu(self.enc_t(tmean) + self.task_emb)
+            return torch.cat([t, torch.zeros(1, h, dtype=t.dtype)], 0)
+
+        def queries(self, x, tq, tstate):
+            """Round 1, task -> query: the query state given its task node (row T: no task edge)."""
+            return torch.relu(self.enc_q(self.drop(x)) + self.task_to_query(tstate)[tq])
+
+        def candidates(self, hq, tq, edges):
+            """Round 2, query -> candidate along the message edges: (T + 1, c, h) task-conditioned candidate
+            states (row T: global messages only)."""
+            m = torch.relu(self.msg_q(hq)[:, None, :] + self.msg_e(edges))  # (m, c, h)
+            glob = self.cand_emb + self.agg_global(m.mean(0))  # (c, h)
+            per = torch.zeros(n_tasks + 1, c, h, dtype=m.dtype).index_add_(0, tq, m)
+            cnt = torch.bincount(tq, minlength=n_tasks + 1).to(m.dtype)
+            per = per / cnt.clamp(min=1.0)[:, None, None]
+            has = (cnt > 0).to(m.dtype)[:, None, None]
+            return glob[None] + has * self.agg_task(per)
+
+        def states(self, x_msg, t_msg, e_msg, tmean):
+            tstate = self.tasks(tmean)
+            hq = self.queries(x_msg, t_msg, tstate)
+            return tstate, self.candidates(hq, t_msg, e_msg)
+
+        def predict(self, x, tq, tstate, cstate):
+            hq = self.queries(x, tq, tstate)[:, None, :]  # (n, 1, h)
+            hc = cstate[tq]  # (n, c, h)
+            hq = hq.expand_as(hc)
+            return self.head(torch.cat([hq, hc, hq * hc], -1)).squeeze(-1)
+
+    return GraphRouterNet()
+
+
+@ROUTERS.register("graph")
+class GraphRouter(Router):
+    name = "graph"
+
+    def p(self, key: str):
+        return self.param(key, DEFAULTS[key])
+
+    # fitting -----------------------------------------------------------------------------------------------
+    def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
+        from fusion.routers.torch_fit import fold_splits, state_to_numpy, torch_threads
+
+        frac = float(self.p("mask_fraction"))
+        if not 0 < frac < 1:
+            raise ValueError(f"graph: mask_fraction must be in (0, 1), got {frac}")
+        t0 = time.perf_counter()
+        if val is not None:
+            splits = [(data, val)]
+        else:
+            splits = fold_splits(data, int(self.p("folds")), self.seed, float(self.p("validation_fraction")))
+        refit = bool(self.p("refit")) and len(splits) == 1 and splits[0][0] is not data
+        members, selected = [], []
+        with torch_threads(self.p("num_threads")):
+            for i, (fit, fval) in enumerate(splits):
+                module, prior, stopper = self._train(fit, fval, self.seed + i, epochs=int(self.p("epochs")),
+                                                     early_stop=True)
+                if refit:
+                    module, prior, _ = self._train(data, None, self.seed + i, epochs=stopper.best_epoch,
+                                                   early_stop=False)
+                # node states from every training edge (the validation queries' too), computed once
+                mu, sd = self._stats(data if refit else fit)
+                tstate, cstate = self._node_states(module, data, mu, sd)
+                members.append({"weights": state_to_numpy(module), "mu": mu, "sd": sd, "task_state": tstate,
+                                "cand_state": cstate, "prior": prior.to_dict() if prior is not None else None})
+                selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
+        self.state = {"arch": self._arch(data), "members": members}
+        self._modules = None
+        self.meta["selected"] = {"epoch": int(round(np.mean([s[0] for s in selected]))),
+                                 "epochs": [int(s[0]) for s in selected],
+                                 "val_value": float(np.mean([s[1] for s in selected])),
+                                 "epochs_run": [int(s[2]) for s in selected],
+                                 "fit_seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("graph: %d member(s), best epochs %s (mean validation value %.4f), %.1fs", len(members),
+                    self.meta["selected"]["epochs"], self.meta["selected"]["val_value"], time.perf_counter() - t0)
+
+    def _arch(self, data: RoutingData) -> dict:
+        return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
+                "hidden": int(self.p("hidden")), "dropout": float(self.p("dropout"))}
+
+    @staticmethod
+    def _stats(data: RoutingData) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(data.X, dtype=np.float32)
+        return X.mean(0), X.std(0) + 1e-6
+
+    def _graph_tensors(self, data: RoutingData, mu: np.ndarray, sd: np.ndarray):
+        import torch
+
+        X = (np.asarray(data.X, dtype=np.float32) - mu) / sd
+        tidx = task_index(data.tasks, self.task_vocab, len(data))
+        tmean = task_means(X, tidx, len(self.task_vocab))
+        return (torch.from_numpy(X), torch.from_numpy(tidx), torch.from_numpy(edge_features(data)),
+                torch.from_numpy(tmean))
+
+    def _node_states(self, module, data: RoutingData, mu, sd) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        x, t, e, tmean = self._graph_tensors(data, mu, sd)
+        module.eval()
+        with torch.no_grad():
+            tstate, cstate = module.states(x, t, e, tmean)
+        return tstate.numpy().copy(), cstate.numpy().copy()
+
+    def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
+        import torch
+
+        from fusion.routers.torch_fit import seed_torch, train_early_stopping
+
+        gen = seed_torch(seed)
+        vocab = self.task_vocab
+        mu, sd = self._stats(fit)
+        x, t, e, tmean = self._graph_tensors(fit, mu, sd)
+        y = fit.rewards_filled().astype(np.float32)
+        prior = TaskPrior.fit(fit.tasks, fit.rewards_filled()) if self.p("residual") else None
+        base = prior(fit.tasks, len(fit)).astype(np.float32) if prior is not None else np.zeros_like(y)
+        target = torch.from_numpy(y - base)
+        module = _graph_module(**self._arch(fit))
+        opt = torch.optim.Adam(module.parameters(), lr=float(self.p("lr")), weight_decay=float(self.p("weight_decay")))
+        n = len(fit)
+        k = max(2, min(n, int(round(1.0 / float(self.p("mask_fraction"))))))
+
+        def run_epoch(epoch: int) -> float:
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for fold in torch.tensor_split(perm, k):
+                msg = torch.ones(n, dtype=torch.bool)
+                msg[fold] = False
+                tstate, cstate = module.states(x[msg], t[msg], e[msg], tmean)
+                pred = module.predict(x[fold], t[fold], tstate, cstate)
+                loss = torch.mean((pred - target[fold]) ** 2)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(fold)
+            return total / n
+
+        if not early_stop:
+            for epoch in range(1, epochs + 1):
+                module.train()
+                run_epoch(epoch)
+            module.eval()
+            return module, prior, None
+
+        vx = torch.from_numpy((np.asarray(val.X, dtype=np.float32) - mu) / sd)
+        vt = torch.from_numpy(task_index(val.tasks, vocab, len(val)))
+        vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
+        vy = val.rewards_filled()
+
+        def evaluate() -> tuple[float, float]:
+            with torch.no_grad():
+                tstate, cstate = module.states(x, t, e, tmean)
+                u = module.predict(vx, vt, tstate, cstate).numpy().astype(np.float64) + vbase
+            return routed_value(u, vy), -float(np.mean((u - vy) ** 2))
+
+        stopper = train_early_stopping(module, run_epoch, evaluate, epochs=epochs, patience=int(self.p("patience")),
+                                       name="graph")
+        return module, prior, stopper
+
+    # prediction --------------------------------------------------------------------------------------------
+    def _get_modules(self) -> list:
+        modules = getattr(self, "_modules", None)
+        if modules is None:
+            from fusion.routers.torch_fit import load_numpy_state
+
+            modules = []
+            for member in self.state["members"]:
+                module = _graph_module(**self.state["arch"])
+                load_numpy_state(module, member["weights"])
+                modules.append(module.eval())
+            self._modules = modules
+        return modules
+
+    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+        """The mean over the ensemble members (one per validation fold) of each member's utilities."""
+        import torch
+
+        s = self.state
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
+            raise ValueError(f"graph: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
+        tt = torch.from_numpy(task_index(tasks, self.task_vocab, len(X)))
+        total = np.zeros((len(X), s["arch"]["c"]))
+        for member, module in zip(s["members"], self._get_modules(), strict=True):
+            xt = torch.from_numpy((X - member["mu"]) / member["sd"])
+            with torch.no_grad():
+                u = module.predict(xt, tt, torch.from_numpy(member["task_state"]),
+                                   torch.from_numpy(member["cand_state"]))
+            total += u.numpy().astype(np.float64)
+            if member["prior"] is not None:
+                total += TaskPrior.from_dict(member["prior"])(tasks, len(X))
+        return total / len(s["members"])

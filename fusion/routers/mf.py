@@ -1,0 +1,217 @@
+"""Matrix-factorisation router (RouteLLM's MF, generalised to N candidates).
+
+utility(q, c) = <P x_q + e_task(q), v_c> + b_c  [+ prior(task(q), c)]
+
+``x_q`` is the (standardised) query embedding, ``P`` a learned projection to ``dim``, ``e_task`` a learned task
+embedding (zero for a task never seen in training), ``v_c``/``b_c`` a learned vector and bias per candidate. With
+``residual`` (the default) the factorisation learns a residual over the per-task mean reward (``TaskPrior``), so
+the untrained model *is* task-best and training only moves away from it where the embedding says more.
+
+Trained with MSE on ``rewards_filled()`` (Adam with weight decay, minibatches of queries); early stopping on the
+validation split by ``routed_value`` (the mean true reward of the argmax choice) with a patience, keeping the best
+epoch's weights (epoch 0, the untrained model, included). By default (``folds=5``) this is done once per disjoint,
+task-stratified validation fold and the router averages the five members' utilities (a cross-fitted ensemble: every
+training query is used for fitting and, once, for model selection; on LLMRouter/RouterBench validation splits it
+was steadier than one model). With ``folds=1`` one ``validation_fraction`` split is used, and ``refit`` then
+retrains from the same initialisation on all the training queries for the chosen number of epochs.
+``loss="centred"`` fits only the differences between candidates (the per-query mean error is removed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from fusion.routers.base import ROUTERS, Router
+from fusion.routers.data import RoutingData
+from fusion.routers.features import TaskPrior, routed_value
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "dim": 64,
+    "lr": 1e-3,
+    "epochs": 200,
+    "weight_decay": 1e-2,
+    "batch_size": 128,
+    "patience": 20,
+    "validation_fraction": 0.2,
+    "residual": True,
+    "task_embedding": True,
+    "dropout": 0.0,
+    "loss": "mse",
+    "folds": 5,
+    "refit": False,
+    "num_threads": None,
+}
+
+
+def task_index(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
+    """Position of each query's task in ``vocab``; ``len(vocab)`` (the padding row) for unseen or absent tasks."""
+    if tasks is None:
+        return np.full(n, len(vocab), dtype=np.int64)
+    pos = {t: i for i, t in enumerate(vocab)}
+    return np.array([pos.get(str(t), len(vocab)) for t in tasks], dtype=np.int64)
+
+
+def _mf_module(d: int, c: int, n_tasks: int, dim: int, use_task: bool, dropout: float):
+    import torch
+    from torch import nn
+
+    class MF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(dropout)
+            self.proj = nn.Linear(d, dim, bias=False)
+            self.task = nn.Embedding(n_tasks + 1, dim, padding_idx=n_tasks) if use_task else None
+            if self.task is not None:
+                with torch.no_grad():
+                    self.task.weight.normal_(0.0, 0.1)
+                    self.task.weight[n_tasks].zero_()
+            self.cand = nn.Parameter(0.01 * torch.randn(c, dim))
+            self.bias = nn.Parameter(torch.zeros(c))
+
+        def forward(self, x, t):
+            q = self.proj(self.drop(x))
+            if self.task is not None:
+                q = q + self.task(t)
+            return q @ self.cand.T + self.bias
+
+    return MF()
+
+
+@ROUTERS.register("mf")
+class MFRouter(Router):
+    name = "mf"
+
+    def p(self, key: str):
+        return self.param(key, DEFAULTS[key])
+
+    # fitting -----------------------------------------------------------------------------------------------
+    def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
+        from fusion.routers.torch_fit import fold_splits, state_to_numpy, torch_threads
+
+        if self.p("loss") not in ("mse", "centred"):
+            raise ValueError(f"mf: loss must be 'mse' or 'centred', got {self.p('loss')!r}")
+        t0 = time.perf_counter()
+        if val is not None:
+            splits = [(data, val)]
+        else:
+            splits = fold_splits(data, int(self.p("folds")), self.seed, float(self.p("validation_fraction")))
+        members, selected = [], []
+        with torch_threads(self.p("num_threads")):
+            for i, (fit, fval) in enumerate(splits):
+                module, prior, stats, stopper = self._train(fit, fval, self.seed + i, epochs=int(self.p("epochs")),
+                                                            early_stop=True)
+                if bool(self.p("refit")) and len(splits) == 1 and fit is not data:
+                    module, prior, stats, _ = self._train(data, None, self.seed + i, epochs=stopper.best_epoch,
+                                                          early_stop=False)
+                members.append({"weights": state_to_numpy(module), "mu": stats[0], "sd": stats[1],
+                                "prior": prior.to_dict() if prior is not None else None})
+                selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
+        self.state = {"arch": self._arch(data), "members": members}
+        self._modules = None
+        self.meta["selected"] = {"epoch": int(round(np.mean([s[0] for s in selected]))),
+                                 "epochs": [int(s[0]) for s in selected],
+                                 "val_value": float(np.mean([s[1] for s in selected])),
+                                 "epochs_run": [int(s[2]) for s in selected],
+                                 "fit_seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("mf: %d member(s), best epochs %s (mean validation value %.4f), %.1fs", len(members),
+                    self.meta["selected"]["epochs"], self.meta["selected"]["val_value"], time.perf_counter() - t0)
+
+    def _arch(self, data: RoutingData) -> dict:
+        return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
+                "dim": int(self.p("dim")), "use_task": bool(self.p("task_embedding")),
+                "dropout": float(self.p("dropout"))}
+
+    def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
+        import torch
+
+        from fusion.routers.torch_fit import EarlyStopping, seed_torch, train_early_stopping
+
+        gen = seed_torch(seed)
+        vocab = self.task_vocab
+        X = np.asarray(fit.X, dtype=np.float32)
+        mu, sd = X.mean(0), X.std(0) + 1e-6
+        y = fit.rewards_filled().astype(np.float32)
+        prior = TaskPrior.fit(fit.tasks, fit.rewards_filled()) if self.p("residual") else None
+        base = prior(fit.tasks, len(fit)).astype(np.float32) if prior is not None else np.zeros_like(y)
+        xt = torch.from_numpy((X - mu) / sd)
+        tt = torch.from_numpy(task_index(fit.tasks, vocab, len(fit)))
+        target = torch.from_numpy(y - base)
+        module = _mf_module(**self._arch(fit))
+        opt = torch.optim.Adam(module.parameters(), lr=float(self.p("lr")), weight_decay=float(self.p("weight_decay")))
+        bs = max(1, int(self.p("batch_size")))
+        centred = self.p("loss") == "centred"
+
+        def run_epoch(epoch: int) -> float:
+            perm = torch.randperm(len(xt), generator=gen)
+            total = 0.0
+            for start in range(0, len(perm), bs):
+                idx = perm[start:start + bs]
+                diff = module(xt[idx], tt[idx]) - target[idx]
+                if centred:  # only the differences between candidates matter for routing
+                    diff = diff - diff.mean(1, keepdim=True)
+                loss = torch.mean(diff ** 2)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            return total / len(perm)
+
+        if not early_stop:
+            for epoch in range(1, epochs + 1):
+                module.train()
+                run_epoch(epoch)
+            module.eval()
+            stopper = EarlyStopping(patience=0, best_epoch=epochs)
+            stopper.history.append({"epoch": epochs})
+            return module, prior, (mu, sd), stopper
+
+        vx = torch.from_numpy((np.asarray(val.X, dtype=np.float32) - mu) / sd)
+        vt = torch.from_numpy(task_index(val.tasks, vocab, len(val)))
+        vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
+        vy = val.rewards_filled()
+
+        def evaluate() -> tuple[float, float]:
+            with torch.no_grad():
+                u = module(vx, vt).numpy().astype(np.float64) + vbase
+            return routed_value(u, vy), -float(np.mean((u - vy) ** 2))
+
+        stopper = train_early_stopping(module, run_epoch, evaluate, epochs=epochs, patience=int(self.p("patience")),
+                                       name="mf")
+        return module, prior, (mu, sd), stopper
+
+    # prediction --------------------------------------------------------------------------------------------
+    def _get_modules(self) -> list:
+        modules = getattr(self, "_modules", None)
+        if modules is None:
+            from fusion.routers.torch_fit import load_numpy_state
+
+            modules = []
+            for member in self.state["members"]:
+                module = _mf_module(**self.state["arch"])
+                load_numpy_state(module, member["weights"])
+                modules.append(module.eval())
+            self._modules = modules
+        return modules
+
+    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+        """The mean over the ensemble members (one per validation fold) of each member's utilities."""
+        import torch
+
+        s = self.state
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
+            raise ValueError(f"mf: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
+        tt = torch.from_numpy(task_index(tasks, self.task_vocab, len(X)))
+        total = np.zeros((len(X), s["arch"]["c"]))
+        for member, module in zip(s["members"], self._get_modules(), strict=True):
+            xt = torch.from_numpy((X - member["mu"]) / member["sd"])
+            with torch.no_grad():
+                total += module(xt, tt).numpy().astype(np.float64)
+            if member["prior"] is not None:
+                total += TaskPrior.from_dict(member["prior"])(tasks, len(X))
+        return total / len(s["members"])

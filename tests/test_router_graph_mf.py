@@ -1,0 +1,140 @@
+"""The torch routers ``mf`` (matrix factorisation) and ``graph`` (GraphRouter) on small synthetic logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusion.evaluate import evaluate_router
+from fusion.log.schema import coerce_log
+from fusion.routers import build_routing_data, load_router, make_router
+from fusion.routers.torch_fit import fold_splits
+from tests.test_rewards_routers import synthetic_log
+
+# small and single-threaded: every fit here takes well under a few seconds
+FAST = {
+    "mf": {"epochs": 40, "patience": 10, "num_threads": 1},
+    "graph": {"epochs": 25, "patience": 8, "hidden": 16, "num_threads": 1},
+}
+ROUTERS = sorted(FAST)
+
+
+def _cluster_data():
+    log, emb = synthetic_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    return data.split("train"), data.split("test")
+
+
+def task_only_log(n_per_task=24, seed=0):
+    """Two tasks whose query embeddings are pure noise: only the task says that A is right on task a, B on b."""
+    rng = np.random.default_rng(seed)
+    rows, emb = [], []
+    for task, good in (("a", "A"), ("b", "B")):
+        for i in range(n_per_task):
+            qid = f"{task}-{i}"
+            v = rng.normal(0, 1, 8)
+            emb.append((qid, (v / np.linalg.norm(v)).astype(np.float32)))
+            split = "test" if i % 4 == 0 else "train"
+            for cand in ("A", "B"):
+                rows.append(dict(query_id=qid, task=task, split=split, query=f"{task}{i}", llm=cand, mode="direct",
+                                 candidate=f"{cand}:direct", backend="test", cost_usd=0.001,
+                                 performance=1.0 if cand == good else 0.0))
+    embeddings = pd.DataFrame({"query_id": [q for q, _ in emb], "embedding": [v for _, v in emb]})
+    return coerce_log(pd.DataFrame(rows)), embeddings
+
+
+@pytest.mark.parametrize("name", ROUTERS)
+def test_routes_clusters_beats_best_single(name):
+    train, test = _cluster_data()
+    router = make_router(name, **FAST[name]).fit(train)
+    u = router.predict_utility(test.X, test.tasks)
+    assert u.shape == (len(test), 2) and np.isfinite(u).all()
+    assert router.route(test.X, test.tasks).shape == (len(test),)
+    m = evaluate_router(router, train, test)
+    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
+    assert router.meta["selected"]["epoch"] >= 1  # the embedding carries the signal: training beat the prior
+
+
+@pytest.mark.parametrize("name", ROUTERS)
+def test_same_seed_same_utilities_and_save_load(name, tmp_path):
+    train, test = _cluster_data()
+    a = make_router(name, seed=3, **FAST[name]).fit(train)
+    b = make_router(name, seed=3, **FAST[name]).fit(train)
+    ua = a.predict_utility(test.X, test.tasks)
+    np.testing.assert_array_equal(ua, b.predict_utility(test.X, test.tasks))
+    c = make_router(name, seed=4, **FAST[name]).fit(train)
+    assert not np.array_equal(ua, c.predict_utility(test.X, test.tasks))
+    reloaded = load_router(a.save(tmp_path / name))
+    assert type(reloaded) is type(a) and reloaded.candidates == ["A:direct", "B:direct"]
+    np.testing.assert_allclose(reloaded.predict_utility(test.X, test.tasks), ua, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("name", ROUTERS)
+def test_uses_task_and_survives_unseen_task(name, residual):
+    log, emb = task_only_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    params = {**FAST[name], "residual": residual, "lr": 1e-2}
+    router = make_router(name, **params).fit(train)
+    m = evaluate_router(router, train, test)
+    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
+    for tasks in (np.array(["never-seen"] * len(test)), None):
+        u = router.predict_utility(test.X, tasks)
+        assert u.shape == (len(test), 2) and np.isfinite(u).all()
+
+
+@pytest.mark.parametrize("name", ROUTERS)
+def test_refit_and_given_validation_split(name):
+    train, test = _cluster_data()
+    fit, val = train.validation_split(0.25, 0)
+    router = make_router(name, **FAST[name]).fit(fit, val)  # an explicit validation split is used as is
+    assert router.meta["n_train"] == len(fit)
+    assert evaluate_router(router, fit, test)["overall"]["router"]["performance"] == pytest.approx(1.0)
+    refit = make_router(name, refit=True, folds=1, **FAST[name]).fit(train)
+    assert evaluate_router(refit, train, test)["overall"]["router"]["performance"] == pytest.approx(1.0)
+    assert len(refit.state["members"]) == 1
+    ensemble = make_router(name, refit=False, folds=3, **FAST[name]).fit(train)
+    assert len(ensemble.state["members"]) == 3 and len(ensemble.meta["selected"]["epochs"]) == 3
+    assert evaluate_router(ensemble, train, test)["overall"]["router"]["performance"] == pytest.approx(1.0)
+
+
+def test_fold_splits_are_disjoint_and_stratified():
+    train, _ = _cluster_data()
+    one = train.subset(np.arange(len(train)) < 1)
+    data = train.subset(np.ones(len(train), dtype=bool))
+    data.tasks = np.where(np.arange(len(data)) < 3, "small", data.tasks).astype(object)
+    data.tasks[3] = "single"
+    splits = fold_splits(data, 4, seed=0)
+    assert len(splits) == 4
+    seen = np.concatenate([val.query_ids for _, val in splits])
+    assert len(seen) == len(set(seen))  # every query validates at most once
+    assert "single" not in set(np.concatenate([val.tasks for _, val in splits]))
+    assert sum((val.tasks == "small").sum() for _, val in splits) == 2  # one small-task query always trains
+    for fit, val in splits:
+        assert not set(fit.query_ids) & set(val.query_ids) and len(fit) + len(val) == len(data)
+    with pytest.raises(ValueError):
+        fold_splits(one, 3, seed=0)
+
+
+def test_bad_input_is_refused():
+    train, test = _cluster_data()
+    router = make_router("mf", **FAST["mf"]).fit(train)
+    with pytest.raises(ValueError, match="embeddings of shape"):
+        router.predict_utility(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="loss"):
+        make_router("mf", loss="hinge").fit(train)
+    with pytest.raises(ValueError, match="mask_fraction"):
+        make_router("graph", mask_fraction=1.5).fit(train)
+
+
+def test_import_does_not_load_torch():
+    code = ("import sys, fusion.routers.mf, fusion.routers.graph, fusion.routers.torch_fit; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
