@@ -40,7 +40,7 @@ def test_benchmark_with_cross_validation_on_an_unseen_fusionbench_csv(fb_csv, ca
             assert field in r
         assert r["folds"] == 3
     # the oracle bounds every router; best-single closes none of its own gap
-    for (name, scen), r in recs.items():
+    for (_name, scen), r in recs.items():
         assert r["reward"] <= recs[("oracle", scen)]["reward"] + 1e-9
     assert recs[("best-single", "performance_first")]["gap_recovered"] == pytest.approx(0.0)
     assert set(recs[("knn", "performance_first")]["per_task"]) == {"mbpp", "winogrande"}
