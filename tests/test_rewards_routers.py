@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from routing_fixtures import cluster_log as synthetic_log
 
 from fusion.evaluate import evaluate_router
-from fusion.log.schema import coerce_log
 from fusion.rewards import TaskNormaliser, reward
 from fusion.routers import build_routing_data, load_router, make_router
 
@@ -28,27 +28,6 @@ def test_task_normaliser_uses_train_ranges():
     flat = TaskNormaliser.fit(np.array(["a"]), np.array([[0.0, 0.0]]), np.array([[1.0, 2.0]]))
     p3, _ = flat.transform(np.array(["a"]), np.array([[1.0, 0.0]]), np.array([[1.0, 2.0]]))
     np.testing.assert_allclose(p3, [[1.0, 0.0]])
-
-
-def synthetic_log(n_per_cluster=30, seed=0):
-    """Two clusters of queries; candidate A is right on cluster 0, B on cluster 1. B costs 10x more."""
-    rng = np.random.default_rng(seed)
-    rows, emb = [], []
-    for cluster in (0, 1):
-        for i in range(n_per_cluster):
-            qid = f"t-{cluster}-{i}"
-            v = np.zeros(8)
-            v[cluster] = 1.0
-            v += rng.normal(0, 0.05, 8)
-            emb.append((qid, (v / np.linalg.norm(v)).astype(np.float32)))
-            split = "test" if i % 3 == 0 else "train"
-            for cand, good, cost in (("A", 0, 0.001), ("B", 1, 0.01)):
-                rows.append(dict(query_id=qid, task="t", split=split, query=f"q{cluster}-{i}", llm=cand, mode="direct",
-                                 candidate=f"{cand}:direct", backend="test", cost_usd=cost,
-                                 performance=1.0 if cluster == good else 0.0))
-    log = coerce_log(pd.DataFrame(rows))
-    embeddings = pd.DataFrame({"query_id": [q for q, _ in emb], "embedding": [v for _, v in emb]})
-    return log, embeddings
 
 
 def test_knn_router_learns_clusters_and_beats_best_single(tmp_path):

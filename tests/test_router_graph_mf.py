@@ -6,14 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
+from routing_fixtures import cluster_log, task_log
 
 from fusion.evaluate import evaluate_router
-from fusion.log.schema import coerce_log
 from fusion.routers import build_routing_data, load_router, make_router
 from fusion.routers.torch_fit import fold_splits
-from tests.test_rewards_routers import synthetic_log
 
 # small and single-threaded: every fit here takes well under a few seconds
 FAST = {
@@ -24,27 +22,9 @@ ROUTERS = sorted(FAST)
 
 
 def _cluster_data():
-    log, emb = synthetic_log()
+    log, emb = cluster_log()
     data = build_routing_data(log, emb, 1.0, 0.0)
     return data.split("train"), data.split("test")
-
-
-def task_only_log(n_per_task=24, seed=0):
-    """Two tasks whose query embeddings are pure noise: only the task says that A is right on task a, B on b."""
-    rng = np.random.default_rng(seed)
-    rows, emb = [], []
-    for task, good in (("a", "A"), ("b", "B")):
-        for i in range(n_per_task):
-            qid = f"{task}-{i}"
-            v = rng.normal(0, 1, 8)
-            emb.append((qid, (v / np.linalg.norm(v)).astype(np.float32)))
-            split = "test" if i % 4 == 0 else "train"
-            for cand in ("A", "B"):
-                rows.append(dict(query_id=qid, task=task, split=split, query=f"{task}{i}", llm=cand, mode="direct",
-                                 candidate=f"{cand}:direct", backend="test", cost_usd=0.001,
-                                 performance=1.0 if cand == good else 0.0))
-    embeddings = pd.DataFrame({"query_id": [q for q, _ in emb], "embedding": [v for _, v in emb]})
-    return coerce_log(pd.DataFrame(rows)), embeddings
 
 
 @pytest.mark.parametrize("name", ROUTERS)
@@ -77,7 +57,7 @@ def test_same_seed_same_utilities_and_save_load(name, tmp_path):
 @pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("name", ROUTERS)
 def test_uses_task_and_survives_unseen_task(name, residual):
-    log, emb = task_only_log()
+    log, emb = task_log(n_per_task=24)
     data = build_routing_data(log, emb, 1.0, 0.0)
     train, test = data.split("train"), data.split("test")
     params = {**FAST[name], "residual": residual, "lr": 1e-2}

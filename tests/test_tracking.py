@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from routing_fixtures import cluster_log as synthetic_log
 
 from fusion.config import TrackingConfig
 from fusion.embed import Encoder, embed_queries
 from fusion.routers import build_routing_data, make_router
 from fusion.tracking import log_router_model, predict_frame, stage_run
-from tests.test_rewards_routers import synthetic_log
 
 
 @pytest.mark.slow

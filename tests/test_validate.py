@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
+from routing_fixtures import cluster_log as synthetic_log
 
 from fusion.log.schema import coerce_log
 from fusion.validate import validate_log
-from tests.test_rewards_routers import synthetic_log
 
 
 @pytest.fixture(scope="module")
