@@ -28,7 +28,7 @@ META_FILE = "router.json"
 STATE_FILE = "state.joblib"
 
 # every router module, imported on first use of the registry (each registers itself; heavy imports are lazy)
-ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "budget")
+ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "budget")
 
 
 class Router(ABC):
@@ -142,8 +142,4 @@ def _import_all() -> None:
     import importlib
 
     for mod in ROUTER_MODULES:
-        try:
-            importlib.import_module(f"fusion.routers.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fusion.routers.{mod}":
-                raise
+        importlib.import_module(f"fusion.routers.{mod}")

@@ -14,15 +14,17 @@ import numpy as np
 
 def task_onehot(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
     """(n, len(vocab)) one-hot of the task; an unseen (or absent) task is an all-zero row."""
-    out = np.zeros((n, len(vocab)), dtype=np.float32)
-    if tasks is None or not vocab:
-        return out
+    out = np.zeros((n, len(vocab) + 1), dtype=np.float32)
+    out[np.arange(n), task_index(tasks, vocab, n)] = 1.0
+    return out[:, : len(vocab)]
+
+
+def task_index(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
+    """Position of each query's task in ``vocab``; ``len(vocab)`` (the padding row) for unseen or absent tasks."""
+    if tasks is None:
+        return np.full(n, len(vocab), dtype=np.int64)
     pos = {t: i for i, t in enumerate(vocab)}
-    for row, t in enumerate(tasks):
-        i = pos.get(str(t))
-        if i is not None:
-            out[row, i] = 1.0
-    return out
+    return np.array([pos.get(str(t), len(vocab)) for t in tasks], dtype=np.int64)
 
 
 def design(X: np.ndarray, tasks: np.ndarray | None, vocab: list[str], task_weight: float = 1.0) -> np.ndarray:
@@ -48,15 +50,8 @@ class TaskPrior:
         return cls(vocab, table, reward.mean(0))
 
     def __call__(self, tasks: np.ndarray | None, n: int) -> np.ndarray:
-        out = np.tile(self.overall, (n, 1))
-        if tasks is None:
-            return out
-        pos = {t: i for i, t in enumerate(self.vocab)}
-        for row, t in enumerate(tasks):
-            i = pos.get(str(t))
-            if i is not None:
-                out[row] = self.table[i]
-        return out
+        """(n, c) prior per query: its task's row, or the overall mean for an unseen (or absent) task."""
+        return np.vstack([self.table, self.overall])[task_index(tasks, self.vocab, n)]
 
     def to_dict(self) -> dict:
         return {"vocab": self.vocab, "table": self.table.tolist(), "overall": self.overall.tolist()}

@@ -33,8 +33,7 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS, Router
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, routed_value
-from fusion.routers.mf import task_index
+from fusion.routers.features import TaskPrior, routed_value, task_index
 
 logger = logging.getLogger(__name__)
 

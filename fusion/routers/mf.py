@@ -26,7 +26,7 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS, Router
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, routed_value
+from fusion.routers.features import TaskPrior, routed_value, task_index
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,6 @@ DEFAULTS = {
     "refit": False,
     "num_threads": None,
 }
-
-
-def task_index(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
-    """Position of each query's task in ``vocab``; ``len(vocab)`` (the padding row) for unseen or absent tasks."""
-    if tasks is None:
-        return np.full(n, len(vocab), dtype=np.int64)
-    pos = {t: i for i, t in enumerate(vocab)}
-    return np.array([pos.get(str(t), len(vocab)) for t in tasks], dtype=np.int64)
 
 
 def _mf_module(d: int, c: int, n_tasks: int, dim: int, use_task: bool, dropout: float):
