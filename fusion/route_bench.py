@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fusion.rewards import SCENARIOS, TaskNormaliser, reward
+from fusion.rewards import SCENARIOS
 from fusion.route_metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull
 from fusion.routers.base import make_router
 from fusion.routers.budget import CostModel, lambda_scale, penalised
@@ -38,31 +38,22 @@ class BenchConfig:
     sweep: bool = True
 
 
-def _renormalised(data: RoutingData, fit_mask: np.ndarray, scenario: str) -> RoutingData:
-    """``data`` with the per-task normalisation refitted on ``fit_mask`` and the reward of ``scenario``."""
-    norm = TaskNormaliser.fit(data.tasks[fit_mask], data.perf[fit_mask], data.cost[fit_mask])
-    perf_n, cost_n = norm.transform(data.tasks, data.perf, data.cost)
-    out = RoutingData(**{**data.__dict__, "perf_n": perf_n, "cost_n": cost_n, "normaliser": norm})
+def _scenario_data(data: RoutingData, fit_mask: np.ndarray, scenario: str) -> RoutingData:
+    """``data`` under ``scenario``, with the per-task normalisation refitted on ``fit_mask``."""
     if scenario == "llm_judge":
-        if not np.isfinite(data.judge).any():
-            raise ValueError("scenario llm_judge needs judge scores, and this log has none")
-        out.reward, out.objective, out.alpha, out.beta = data.judge.copy(), "judge", 1.0, 0.0
-        return out
+        return replace(data, alpha=1.0, beta=0.0, objective="judge").renormalised(fit_mask)
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {list(ALL_SCENARIOS)}")
-    a, b = SCENARIOS[scenario]
-    out.reward, out.alpha, out.beta, out.objective = reward(perf_n, cost_n, a, b), a, b, "reward"
-    return out
+    alpha, beta = SCENARIOS[scenario]
+    return replace(data, alpha=alpha, beta=beta, objective="reward").renormalised(fit_mask)
 
 
 def _outcome(test: RoutingData, idx: np.ndarray) -> dict:
     rows = np.arange(len(idx))
-    perf = np.nan_to_num(test.perf, nan=0.0)[rows, idx]
-    out = {"performance": float(perf.mean()), "cost": float(test.cost[rows, idx].mean()),
-           "reward": float(test.rewards_filled()[rows, idx].mean())}
-    out["per_task"] = {t: {"performance": float(perf[test.tasks == t].mean()),
-                           "cost": float(test.cost[rows, idx][test.tasks == t].mean()),
-                           "reward": float(test.rewards_filled()[rows, idx][test.tasks == t].mean())}
+    chosen = {"performance": np.nan_to_num(test.perf, nan=0.0)[rows, idx], "cost": test.cost[rows, idx],
+              "reward": test.rewards_filled()[rows, idx]}
+    out = {m: float(v.mean()) for m, v in chosen.items()}
+    out["per_task"] = {t: {m: float(v[test.tasks == t].mean()) for m, v in chosen.items()}
                        for t in sorted(set(test.tasks))}
     share = np.bincount(idx, minlength=len(test.candidates)) / max(len(idx), 1)
     out["routing_distribution"] = {c: float(s) for c, s in zip(test.candidates, share, strict=True)}
@@ -75,7 +66,7 @@ def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray,
     records, sweeps = [], {}
     names = [*BASELINES, *[r for r in cfg.routers if r not in BASELINES]]
     for scenario in cfg.scenarios:
-        d = _renormalised(data, train_mask, scenario)
+        d = _scenario_data(data, train_mask, scenario)
         train, test = d.subset(train_mask), d.subset(test_mask)
         val = d.subset(val_mask) if val_mask is not None and val_mask.any() else None
         results = {}

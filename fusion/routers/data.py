@@ -95,6 +95,20 @@ class RoutingData:
         return replace(self, alpha=alpha, beta=beta, objective="reward",
                        reward=reward(self.perf_n, self.cost_n, alpha, beta))
 
+    def with_judge(self) -> RoutingData:
+        """The same queries with the judge score as the reward (the LLM-judge scenario)."""
+        if not np.isfinite(self.judge).any():
+            raise ValueError("the llm_judge scenario needs judge scores, and this log has none (judge_score is empty)")
+        return replace(self, reward=self.judge.copy(), objective="judge")
+
+    def renormalised(self, fit_mask: np.ndarray) -> RoutingData:
+        """The per-task normalisation refitted on the queries of ``fit_mask`` (e.g. one cross-validation fold's
+        training part), and the reward recomputed with it."""
+        norm = TaskNormaliser.fit(self.tasks[fit_mask], self.perf[fit_mask], self.cost[fit_mask])
+        perf_n, cost_n = norm.transform(self.tasks, self.perf, self.cost)
+        out = replace(self, perf_n=perf_n, cost_n=cost_n, normaliser=norm)
+        return out.with_judge() if self.objective == "judge" else out.with_weights(self.alpha, self.beta)
+
     def rewards_filled(self) -> np.ndarray:
         """Reward with unknown cells (errors) set to the lowest reward seen: what routers learn and are scored on."""
         r = self.reward
@@ -135,17 +149,12 @@ def build_routing_data(
             raise ValueError(f"no {fit_split!r} queries to fit the reward normalisation on")
         normaliser = TaskNormaliser.fit(tasks[fit], perf[fit], cost[fit])
     perf_n, cost_n = normaliser.transform(tasks, perf, cost)
-    if objective == "judge":
-        if not np.isfinite(judge).any():
-            raise ValueError("the llm_judge scenario needs judge scores, and this log has none (judge_score is empty)")
-        r = judge.copy()
-    else:
-        r = reward(perf_n, cost_n, alpha, beta)
     X = embedding_matrix(embeddings, queries.index)
     cands = candidates_of(log)
-    return RoutingData(
+    data = RoutingData(
         queries.index.to_numpy().astype(str), tasks, splits, cands, X,
-        perf, cost, perf_n, cost_n, r, alpha, beta, normaliser,
-        texts=queries["query"].astype(str).to_numpy(dtype=object), judge=judge, objective=objective,
+        perf, cost, perf_n, cost_n, reward(perf_n, cost_n, alpha, beta), alpha, beta, normaliser,
+        texts=queries["query"].astype(str).to_numpy(dtype=object), judge=judge,
         descriptions={c: (descriptions or {}).get(c, (descriptions or {}).get(c.split(":")[0], "")) for c in cands},
     )
+    return data.with_judge() if objective == "judge" else data
