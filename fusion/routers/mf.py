@@ -24,9 +24,10 @@ import time
 
 import numpy as np
 
-from fusion.routers.base import ROUTERS, Router
+from fusion.routers.base import ROUTERS
 from fusion.routers.data import RoutingData
 from fusion.routers.features import TaskPrior, routed_value, task_index
+from fusion.routers.torch_fit import TorchRouter
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +76,21 @@ def _mf_module(d: int, c: int, n_tasks: int, dim: int, use_task: bool, dropout: 
 
 
 @ROUTERS.register("mf")
-class MFRouter(Router):
+class MFRouter(TorchRouter):
     name = "mf"
+    defaults = DEFAULTS
 
-    def p(self, key: str):
-        return self.param(key, DEFAULTS[key])
+    def build_module(self, **arch):
+        return _mf_module(**arch)
 
     # fitting -----------------------------------------------------------------------------------------------
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        from fusion.routers.torch_fit import fold_splits, state_to_numpy, torch_threads
+        from fusion.routers.torch_fit import state_to_numpy, torch_threads
 
         if self.p("loss") not in ("mse", "centred"):
             raise ValueError(f"mf: loss must be 'mse' or 'centred', got {self.p('loss')!r}")
         t0 = time.perf_counter()
-        if val is not None:
-            splits = [(data, val)]
-        else:
-            splits = fold_splits(data, int(self.p("folds")), self.seed, float(self.p("validation_fraction")))
+        splits = self.member_splits(data, val)
         members, selected = [], []
         with torch_threads(self.p("num_threads")):
             for i, (fit, fval) in enumerate(splits):
@@ -104,14 +103,7 @@ class MFRouter(Router):
                                 "prior": prior.to_dict() if prior is not None else None})
                 selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
         self.state = {"arch": self._arch(data), "members": members}
-        self._modules = None
-        self.meta["selected"] = {"epoch": int(round(np.mean([s[0] for s in selected]))),
-                                 "epochs": [int(s[0]) for s in selected],
-                                 "val_value": float(np.mean([s[1] for s in selected])),
-                                 "epochs_run": [int(s[2]) for s in selected],
-                                 "fit_seconds": round(time.perf_counter() - t0, 3)}
-        logger.info("mf: %d member(s), best epochs %s (mean validation value %.4f), %.1fs", len(members),
-                    self.meta["selected"]["epochs"], self.meta["selected"]["val_value"], time.perf_counter() - t0)
+        self.record_selection(selected, len(members), t0)
 
     def _arch(self, data: RoutingData) -> dict:
         return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
@@ -177,19 +169,6 @@ class MFRouter(Router):
         return module, prior, (mu, sd), stopper
 
     # prediction --------------------------------------------------------------------------------------------
-    def _get_modules(self) -> list:
-        modules = getattr(self, "_modules", None)
-        if modules is None:
-            from fusion.routers.torch_fit import load_numpy_state
-
-            modules = []
-            for member in self.state["members"]:
-                module = _mf_module(**self.state["arch"])
-                load_numpy_state(module, member["weights"])
-                modules.append(module.eval())
-            self._modules = modules
-        return modules
-
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
         import torch
@@ -200,7 +179,7 @@ class MFRouter(Router):
             raise ValueError(f"mf: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
         tt = torch.from_numpy(task_index(tasks, self.task_vocab, len(X)))
         total = np.zeros((len(X), s["arch"]["c"]))
-        for member, module in zip(s["members"], self._get_modules(), strict=True):
+        for member, module in zip(s["members"], self.modules(), strict=True):
             xt = torch.from_numpy((X - member["mu"]) / member["sd"])
             with torch.no_grad():
                 total += module(xt, tt).numpy().astype(np.float64)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from fusion.routers.base import Router
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +144,43 @@ def fold_splits(data, folds: int, seed: int, validation_fraction: float = 0.2) -
     if not out:
         raise ValueError(f"cannot carve validation folds from {len(data)} queries")
     return out
+
+
+class TorchRouter(Router):
+    """What the torch routers share: defaults per parameter, the (fit, val) splits of their members, the
+    selection summary, and rebuilding the members' modules from the numpy weights in ``state``."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def p(self, key: str):
+        return self.param(key, self.defaults[key])
+
+    def build_module(self, **arch):
+        raise NotImplementedError
+
+    def member_splits(self, data, val) -> list[tuple[Any, Any]]:
+        """One (fit, val) pair when a validation split is given, else ``folds`` of them (see fold_splits)."""
+        if val is not None:
+            return [(data, val)]
+        return fold_splits(data, int(self.p("folds")), self.seed, float(self.p("validation_fraction")))
+
+    def record_selection(self, selected: list[tuple[int, float, int]], n_members: int, t0: float) -> None:
+        """``selected``: (best epoch, best validation value, epochs run) per member."""
+        self._modules = None
+        self.meta["selected"] = {"epoch": int(round(np.mean([s[0] for s in selected]))),
+                                 "epochs": [int(s[0]) for s in selected],
+                                 "val_value": float(np.mean([s[1] for s in selected])),
+                                 "epochs_run": [int(s[2]) for s in selected],
+                                 "fit_seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("%s: %d member(s), best epochs %s (mean validation value %.4f), %.1fs", self.name, n_members,
+                    self.meta["selected"]["epochs"], self.meta["selected"]["val_value"], time.perf_counter() - t0)
+
+    def modules(self) -> list:
+        """The members' modules, rebuilt once from ``state`` (after fitting or loading)."""
+        if getattr(self, "_modules", None) is None:
+            self._modules = []
+            for member in self.state["members"]:
+                module = self.build_module(**self.state["arch"])
+                load_numpy_state(module, member["weights"])
+                self._modules.append(module.eval())
+        return self._modules
