@@ -24,17 +24,22 @@ def _normalise(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
-def _knn_mean(Xtr, ytr, ttr, Xq, tq, k: int, scope: str) -> np.ndarray:
-    """Mean target of the k most cosine-similar training rows (within the same task when scope='task')."""
-    sims = _normalise(Xq) @ _normalise(Xtr).T  # (q, n)
+def _similarities(Xtr_n, ttr, Xq, tq, scope: str) -> np.ndarray:
+    """(q, n) cosine similarity of each query to each (already normalised) training row; with scope='task' rows
+    of another task are -inf (a task unseen in training keeps every row)."""
+    sims = _normalise(Xq) @ Xtr_n.T
     if scope == "task" and tq is not None:
         same = np.asarray(tq).astype(str)[:, None] == np.asarray(ttr).astype(str)[None, :]
-        # a task unseen in training keeps every neighbour
         same[~same.any(1)] = True
         sims = np.where(same, sims, -np.inf)
+    return sims
+
+
+def _top_mean(sims: np.ndarray, ytr: np.ndarray, k: int) -> np.ndarray:
+    """Mean target of the k most similar training rows (fewer when a task has fewer than k)."""
     k = min(k, sims.shape[1])
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    w = np.isfinite(np.take_along_axis(sims, top, 1)).astype(np.float64)  # fewer than k in a small task
+    w = np.isfinite(np.take_along_axis(sims, top, 1)).astype(np.float64)
     w /= np.maximum(w.sum(1, keepdims=True), 1)
     return np.einsum("qk,qkc->qc", w, ytr[top])
 
@@ -51,11 +56,12 @@ class KNNRouter(Router):
             raise ValueError(f"knn: scope must be 'all' or 'task', got {scope!r}")
         if k is None or scope is None:
             fit, val = self.selection_split(data, val)
-            y = fit.rewards_filled()
+            y, fit_n, target = fit.rewards_filled(), _normalise(fit.X), val.rewards_filled()
             best = None
             for s in [scope] if scope else ["all", "task"]:
+                sims = _similarities(fit_n, fit.tasks, val.X, val.tasks, s)
                 for kk in [int(k)] if k else [g for g in K_GRID if g <= len(fit)]:
-                    score = routed_value(_knn_mean(fit.X, y, fit.tasks, val.X, val.tasks, kk, s), val.rewards_filled())
+                    score = routed_value(_top_mean(sims, y, kk), target)
                     if best is None or score > best[0] + 1e-12:
                         best = (score, kk, s)
             _, k, scope = best
@@ -66,4 +72,4 @@ class KNNRouter(Router):
 
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         s = self.state
-        return _knn_mean(s["X"], s["y"], s["tasks"], X, tasks, s["k"], s["scope"])
+        return _top_mean(_similarities(s["X"], s["tasks"], X, tasks, s["scope"]), s["y"], s["k"])
