@@ -28,7 +28,7 @@ META_FILE = "router.json"
 STATE_FILE = "state.joblib"
 
 # every router module, imported on first use of the registry (each registers itself; heavy imports are lazy)
-ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "budget")
+ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "budget")
 
 
 class Router(ABC):
