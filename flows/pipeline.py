@@ -1,4 +1,4 @@
-"""The ``fusion-pipeline`` Prefect flow: queries -> collect -> validate -> embed -> train -> evaluate.
+"""The ``fusion-pipeline`` Prefect flow: queries -> collect -> validate -> embed -> train -> evaluate -> promote.
 
 Each task calls the stage function from :mod:`fusion.pipeline`; the flow holds no business logic. Collection
 retries (it resumes from its parts, so a retry loses nothing); validation failing stops the flow with its report.
@@ -34,18 +34,22 @@ validate_task = _stage_task("validate")
 embed_task = _stage_task("embed", retries=1, retry_delay_seconds=5)
 train_task = _stage_task("train")
 evaluate_task = _stage_task("evaluate")
+promote_task = _stage_task("promote")
 
 
 @flow(name="fusion-pipeline", log_prints=False)
 def fusion_pipeline(params_path: str = "params.yaml") -> dict:
-    """Run every stage in order on the parameters in ``params_path``; returns the evaluation metrics."""
+    """Run every stage in order on the parameters in ``params_path``; returns the evaluation metrics and the
+    promotion decision (``{"evaluate": ..., "promote": ...}``)."""
     params_path = str(Path(params_path).resolve())
     q = queries_task(params_path)
     c = collect_task(params_path, wait_for=[q])
     v = validate_task(params_path, wait_for=[c])
     e = embed_task(params_path, wait_for=[v])
     t = train_task(params_path, wait_for=[e])
-    return evaluate_task(params_path, wait_for=[t])
+    metrics = evaluate_task(params_path, wait_for=[t])
+    decision = promote_task(params_path, wait_for=[metrics])
+    return {"evaluate": metrics, "promote": decision}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,16 +87,28 @@ def embed(params: Path = PARAMS) -> None:
 
 @app.command()
 def train(params: Path = PARAMS) -> None:
-    """Train the router in params.yaml on the train split and register it in MLflow."""
-    console.print(f"router saved to {_stage('train', params)}")
+    """Train every router in params.yaml on the train split and register each in MLflow."""
+    console.print(f"routers saved to {_stage('train', params)}")
 
 
 @app.command()
 def evaluate(params: Path = PARAMS) -> None:
-    """Evaluate the router against random, best-single and oracle on the test split."""
+    """Evaluate the trained routers against random, best-single, task-best and oracle on the test split."""
     from fusion.evaluate import rich_table
 
     console.print(rich_table(_stage("evaluate", params)))
+
+
+@app.command()
+def promote(params: Path = PARAMS) -> None:
+    """Promotion gate: the best router becomes `champion` only if it beats the champion by the margin."""
+    _print_decision(_stage("promote", params))
+
+
+def _print_decision(d: dict) -> None:
+    verdict = "[green]promoted[/green]" if d.get("promoted") else "[yellow]not promoted[/yellow]"
+    who = f"{d.get('challenger_router')} (version {d.get('challenger')})" if d.get("challenger") else "challenger"
+    console.print(f"{who}: {verdict}: {d['reason']}")
 
 
 @app.command()
@@ -109,6 +121,8 @@ def report(params: Path = PARAMS) -> None:
         console.print(f"[red]no evaluation yet ({p.paths.eval_metrics}); run `dvc repro` or `fusion pipeline`[/red]")
         raise typer.Exit(1)
     console.print(rich_table(json.loads(p.paths.eval_metrics.read_text())))
+    if p.paths.promotion.is_file():
+        _print_decision(json.loads(p.paths.promotion.read_text()))
     console.print(f"report: {p.paths.eval_report}   plot: {p.paths.eval_plot}")
     console.print(f"browse runs and the registered router: [bold]make ui[/bold] "
                   f"(mlflow ui --backend-store-uri {p.tracking.uri} --host 127.0.0.1 --port 5000)")
@@ -120,8 +134,9 @@ def pipeline(params: Path = PARAMS) -> None:
     from flows.pipeline import fusion_pipeline
     from fusion.evaluate import rich_table
 
-    metrics = fusion_pipeline(params_path=str(params.resolve()))
-    console.print(rich_table(metrics))
+    result = fusion_pipeline(params_path=str(params.resolve()))
+    console.print(rich_table(result["evaluate"]))
+    _print_decision(result["promote"])
 
 
 @data_app.command("import")
@@ -158,18 +173,21 @@ def tiny_llama(out: Path = typer.Argument(..., help="folder to write"), seed: in
 @route_app.command("predict")
 def route_predict(
     texts: list[str] = typer.Argument(..., help="queries to route"),
-    router: str = typer.Option("models/router", help="a saved router folder or an MLflow model URI (models:/...)"),
-    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI for models:/ URIs"),
+    router: str = typer.Option("models:/fusion-router@champion",
+                               help="a saved router folder or an MLflow model URI (models:/name@alias, models:/name/N)"),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow tracking URI for models:/ URIs"),
+    task: str | None = typer.Option(None, "--task", help="the queries' task (routers that use task identity)"),
 ) -> None:
     """Route queries with a saved or registered router (text in, candidate out)."""
     import pandas as pd
 
     frame = pd.DataFrame({"query": texts})
+    if task:
+        frame["task"] = task
     if router.startswith(("models:/", "runs:/")):
         import mlflow
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
         pred = mlflow.pyfunc.load_model(router).predict(frame)
     else:
         from fusion.embed import Encoder

@@ -97,13 +97,23 @@ class ScenarioConfig(_Strict):
 
 
 class RouterConfig(_Strict):
+    """One router to train: a registered router name (see `fusion route list`), its parameters, its seed."""
+
     name: str = "knn"
-    params: dict[str, int | float | str | bool] = {}
+    params: dict[str, int | float | str | bool | None] = {}
     seed: int = 0
 
 
 class EvaluateConfig(_Strict):
     split: str = "test"
+
+
+class PromoteConfig(_Strict):
+    """The promotion gate: the best router of a run (the challenger) becomes ``champion`` only when it beats the
+    current champion on the same evaluation split by more than ``margin`` (in units of ``metric``)."""
+
+    metric: Literal["reward", "performance"] = "reward"
+    margin: float = Field(default=0.0, ge=0)
 
 
 class TrackingConfig(_Strict):
@@ -120,10 +130,11 @@ class PathsConfig(_Strict):
     routing_log: Path = Path("data/routing_log.parquet")
     validation_report: Path = Path("reports/validation.json")
     embeddings: Path = Path("data/embeddings.parquet")
-    router_dir: Path = Path("models/router")
+    routers_dir: Path = Path("models/routers")
     eval_metrics: Path = Path("metrics/eval.json")
     eval_report: Path = Path("reports/eval.md")
     eval_plot: Path = Path("reports/eval.png")
+    promotion: Path = Path("reports/promotion.json")
     model_cache: Path = Path(".cache/models")
     embedding_cache: Path = Path(".cache/embeddings")
 
@@ -135,8 +146,9 @@ class Params(_Strict):
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     embed: EmbedConfig = EmbedConfig()
     scenario: ScenarioConfig = ScenarioConfig()
-    router: RouterConfig = RouterConfig()
+    routers: list[RouterConfig] = Field(default=[RouterConfig()], min_length=1)
     evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
 
@@ -149,6 +161,23 @@ class Params(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"pool has repeated LLM names {dup}")
+        return v
+
+    @field_validator("routers")
+    @classmethod
+    def _known_routers(cls, v: list[RouterConfig]) -> list[RouterConfig]:
+        from fusion.routers.base import ROUTERS, router_names
+
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"routers has repeated names {dup} (each router is trained once)")
+        known = router_names()
+        for r in v:
+            if r.name not in known:
+                raise ValueError(f"unknown router {r.name!r}; known: {', '.join(known)}")
+            if ROUTERS.get(r.name).evaluation_only:
+                raise ValueError(f"router {r.name!r} is for evaluation only and cannot be trained for deployment")
         return v
 
     def resolve(self, base: Path) -> Params:

@@ -6,7 +6,9 @@ tasks (`flows/`) all call them.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from fusion.tracking import flat_metrics, stage_run
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("queries", "collect", "validate", "embed", "train", "evaluate")
+STAGES = ("queries", "collect", "validate", "embed", "train", "evaluate", "promote")
 
 
 def run_queries(params: Params) -> Path:
@@ -100,46 +102,125 @@ def _routing_data(params: Params):
     return log, build_routing_data(log, read_embeddings(params.paths.embeddings), alpha, beta)
 
 
+MANIFEST = "manifest.json"
+
+
+def _manifest(params: Params) -> dict:
+    path = params.paths.routers_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained routers at {params.paths.routers_dir} ({MANIFEST} missing): run train")
+    return json.loads(path.read_text())
+
+
 def run_train(params: Params) -> Path:
+    """Fit every router in ``params.routers`` on the train split, save each under ``routers_dir/<name>/`` and
+    register each as a version of the registered router; ``manifest.json`` lists them."""
+    import shutil
+
+    from fusion.embed import shared_prefixes
     from fusion.routers import make_router
     from fusion.tracking import log_router_model
 
     log, data = _routing_data(params)
     train = data.split("train")
-    logged = {"router": params.router.model_dump(), "scenario": params.scenario.model_dump(),
-              "encoder": params.embed.encoder}
+    val = data.split("val") if (data.splits == "val").any() else None
+    root = params.paths.routers_dir
+    if root.exists():
+        shutil.rmtree(root)
+    prefixes = shared_prefixes(log)
+    examples = log["query"].drop_duplicates().head(3).tolist()
+    logged = {"routers": {r.name: {"seed": r.seed, **r.params} for r in params.routers},
+              "scenario": params.scenario.model_dump(), "encoder": params.embed.encoder}
+    entries = []
     with stage_run(params.tracking, "train", logged) as ml:
-        router = make_router(params.router.name, seed=params.router.seed, **params.router.params).fit(train)
-        router.meta["encoder"] = params.embed.encoder
-        router.meta["scenario"] = params.scenario.model_dump()
-        out = router.save(params.paths.router_dir)
+        for spec in params.routers:
+            t0 = time.perf_counter()
+            router = make_router(spec.name, seed=spec.seed, **spec.params).fit(train, val)
+            fit_s = time.perf_counter() - t0
+            router.meta.update(encoder=params.embed.encoder, scenario=params.scenario.model_dump(),
+                               text_prefixes=prefixes)
+            out = router.save(root / spec.name)
+            version = log_router_model(out, params.tracking, examples, name=f"router-{spec.name}") if ml else None
+            entries.append({"name": spec.name, "dir": spec.name, "version": version, "fit_s": round(fit_s, 3)})
+            logger.info("trained %s in %.1f s%s", spec.name, fit_s, f", registered version {version}" if version else "")
+            if ml:
+                ml.log_metric(f"{spec.name}.fit_s", fit_s)
+        manifest = {"registered_model": params.tracking.registered_router if params.tracking.enabled else None,
+                    "routers": entries, "train_run_id": ml.active_run().info.run_id if ml else None}
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if ml:
-            version = log_router_model(out, params.tracking, log["query"].drop_duplicates().head(3).tolist())
-            ml.set_tag("fusion.registered_version", str(version))
-    return out
+            ml.log_dict(manifest, "routers_manifest.json")
+    return root
 
 
 def run_evaluate(params: Params) -> dict:
-    from fusion.evaluate import evaluate_router, plot_cost_quality, render_markdown, write_metrics
+    """Every trained router and the baselines on the evaluation split; the best router is the challenger."""
+    from fusion.evaluate import evaluate_routers, plot_cost_quality, render_markdown, write_metrics
     from fusion.routers import load_router
 
     _, data = _routing_data(params)
-    router = load_router(params.paths.router_dir)
+    manifest = _manifest(params)
+    routers = {e["name"]: load_router(params.paths.routers_dir / e["dir"]) for e in manifest["routers"]}
     test = data.split(params.evaluate.split)
-    with stage_run(params.tracking, "evaluate", {"router": router.name, "split": params.evaluate.split}) as ml:
-        metrics = evaluate_router(router, data.split("train"), test)
-        metrics["router"] = router.name
+    with stage_run(params.tracking, "evaluate", {"routers": ",".join(routers), "split": params.evaluate.split}) as ml:
+        metrics = evaluate_routers(routers, data.split("train"), test)
+        metrics["versions"] = {e["name"]: e["version"] for e in manifest["routers"]}
         write_metrics(metrics, params.paths.eval_metrics)
         params.paths.eval_report.parent.mkdir(parents=True, exist_ok=True)
         params.paths.eval_report.write_text(render_markdown(metrics))
         plot_cost_quality(metrics, test, params.paths.eval_plot)
         if ml:
-            ml.log_metrics(flat_metrics({"overall": metrics["overall"], "per_task": metrics["per_task"]}))
-            if metrics["gap_recovered"] is not None:
-                ml.log_metric("gap_recovered", metrics["gap_recovered"])
+            ml.log_metrics(flat_metrics({k: metrics[k] for k in ("overall", "per_task", "gap_recovered",
+                                                                 "gain_over_best_single", "gain_over_task_best")}))
+            ml.set_tag("fusion.best_router", metrics["best_router"])
+            ml.set_tag("fusion.split_fingerprint", metrics["split_fingerprint"])
             for p in (params.paths.eval_metrics, params.paths.eval_report, params.paths.eval_plot):
                 ml.log_artifact(str(p))
+            client = ml.MlflowClient()
+            for name, version in metrics["versions"].items():
+                if version is None:
+                    continue
+                for key in ("performance", "cost", "reward"):
+                    client.set_model_version_tag(params.tracking.registered_router, version, f"eval.{key}",
+                                                 f"{metrics['overall'][name][key]:.6g}")
+                client.set_model_version_tag(params.tracking.registered_router, version, "eval.split",
+                                             f"{params.evaluate.split}:{metrics['split_fingerprint']}")
     return metrics
+
+
+def run_promote(params: Params) -> dict:
+    """The promotion gate on the evaluation's best router (see :mod:`fusion.promote`); writes its decision."""
+    from fusion.evaluate import split_fingerprint
+    from fusion.promote import promote
+    from fusion.tracking import registry_client
+
+    metrics = json.loads(params.paths.eval_metrics.read_text())
+    best = metrics["best_router"]
+    version = metrics["versions"].get(best)
+    if not params.tracking.enabled or version is None:
+        decision = {"promoted": False, "challenger": None, "reason": "tracking disabled: no model registry"}
+    else:
+        _, data = _routing_data(params)
+        test = data.split(params.evaluate.split)
+        if split_fingerprint(test) != metrics["split_fingerprint"]:
+            raise RuntimeError("the evaluation metrics are stale (another split than the current log's): "
+                               "re-run evaluate before promote")
+        cfg = params.promote
+        with stage_run(params.tracking, "promote", {**cfg.model_dump(), "challenger_router": best,
+                                                    "challenger_version": version}) as ml:
+            client = registry_client(params.tracking)
+            decision = promote(client, params.tracking.registered_router, version, test, cfg.metric,
+                               cfg.margin).to_dict()
+            decision["challenger_router"] = best
+            ml.log_metrics({k: decision[k] for k in ("challenger_score", "champion_score")
+                            if decision[k] is not None})
+            ml.log_metric("promoted", float(decision["promoted"]))
+            ml.set_tags({"fusion.promotion.decision": "promoted" if decision["promoted"] else "kept",
+                         "fusion.promotion.reason": decision["reason"][:5000]})
+            ml.log_dict(decision, "promotion.json")
+    params.paths.promotion.parent.mkdir(parents=True, exist_ok=True)
+    params.paths.promotion.write_text(json.dumps(decision, indent=2) + "\n")
+    return decision
 
 
 RUNNERS = {
@@ -149,4 +230,5 @@ RUNNERS = {
     "embed": run_embed,
     "train": run_train,
     "evaluate": run_evaluate,
+    "promote": run_promote,
 }

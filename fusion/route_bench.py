@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fusion.evaluate import outcome
 from fusion.rewards import SCENARIOS
 from fusion.route_metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull
 from fusion.routers.base import make_router
@@ -48,18 +49,6 @@ def _scenario_data(data: RoutingData, fit_mask: np.ndarray, scenario: str) -> Ro
     return replace(data, alpha=alpha, beta=beta, objective="reward").renormalised(fit_mask)
 
 
-def _outcome(test: RoutingData, idx: np.ndarray) -> dict:
-    rows = np.arange(len(idx))
-    chosen = {"performance": np.nan_to_num(test.perf, nan=0.0)[rows, idx], "cost": test.cost[rows, idx],
-              "reward": test.rewards_filled()[rows, idx]}
-    out = {m: float(v.mean()) for m, v in chosen.items()}
-    out["per_task"] = {t: {m: float(v[test.tasks == t].mean()) for m, v in chosen.items()}
-                       for t in sorted(set(test.tasks))}
-    share = np.bincount(idx, minlength=len(test.candidates)) / max(len(idx), 1)
-    out["routing_distribution"] = {c: float(s) for c, s in zip(test.candidates, share, strict=True)}
-    return out
-
-
 def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray, cfg: BenchConfig,
                val_mask: np.ndarray | None = None) -> tuple[list[dict], dict]:
     """Records for every (router, scenario) on one train/test split, and the sweep curves."""
@@ -75,7 +64,7 @@ def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray,
             router = make_router(name, seed=cfg.seed, **cfg.routers.get(name, {})).fit(train, val)
             fit_s = time.perf_counter() - t0
             idx = np.argmax(router.predict_data(test), axis=1)
-            results[name] = {**_outcome(test, idx), "fit_s": fit_s}
+            results[name] = {**outcome(test, idx), "fit_s": fit_s}
             if cfg.sweep and scenario == "performance_first" and name not in ("random", "oracle"):
                 sweeps[name] = _sweep(router, train, test)
         bs, tb, orc = (results[n]["reward"] for n in ("best-single", "task-best", "oracle"))

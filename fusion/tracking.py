@@ -7,6 +7,7 @@ for a shared deployment. Nothing here runs at import time.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -105,31 +106,68 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str]) -> str | None:
-    """Log the saved router as a pyfunc model in the active run and register it; returns the version."""
+def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str],
+                     name: str = "router") -> str | None:
+    """Log the saved router as a pyfunc model (artifact path ``name``) in the active run and register it as a
+    new version of ``cfg.registered_router``; returns the version. The model's metadata holds the router, the
+    encoder reference, the candidate pool and the scenario; the version is tagged with them too."""
     if not cfg.enabled:
         return None
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     from fusion.embed import Encoder
     from fusion.routers import load_router
 
     router = load_router(router_dir)
     example = pd.DataFrame({"query": example_queries[:3]})
-    signature = infer_signature(example, predict_frame(router, Encoder(router.meta["encoder"]), example))
+    output = infer_signature(example, predict_frame(router, Encoder(router.meta["encoder"]), example)).outputs
+    # `task` is optional: routers that use task identity read it when given
+    inputs = Schema([ColSpec("string", "query"), ColSpec("string", "task", required=False)])
+    signature = ModelSignature(inputs=inputs, outputs=output)
+    metadata = {"router": router.name, "candidates": router.candidates, "encoder": router.meta["encoder"],
+                "scenario": router.meta.get("scenario", {}), "alpha": router.meta["alpha"],
+                "beta": router.meta["beta"], "objective": router.meta.get("objective", "reward")}
     info = mlflow.pyfunc.log_model(
-        name="router",
+        name=name,
         python_model=_router_model_class()(),
         artifacts={ROUTER_ARTIFACT: str(router_dir)},
         signature=signature,
         input_example=example,
         code_paths=[str(Path(__file__).resolve().parent)],
-        pip_requirements=["mlflow", "scikit-learn", "sentence-transformers", "pandas", "numpy", "joblib"],
+        pip_requirements=["mlflow", "scikit-learn", "sentence-transformers", "pandas", "numpy", "joblib", "torch"],
         registered_model_name=cfg.registered_router,
-        metadata={"router": router.name, "candidates": router.candidates, "encoder": router.meta["encoder"],
-                  "alpha": router.meta["alpha"], "beta": router.meta["beta"]},
+        metadata=metadata,
     )
     version = str(info.registered_model_version)
-    logger.info("registered %s version %s", cfg.registered_router, version)
+    client = mlflow.MlflowClient()
+    for key, value in (("router", router.name), ("encoder", router.meta["encoder"]),
+                       ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"]))):
+        client.set_model_version_tag(cfg.registered_router, version, key, str(value)[:5000])
+    logger.info("registered %s version %s (%s)", cfg.registered_router, version, router.name)
     return version
+
+
+# registry: aliases and scoring a registered model ----------------------------------------------------------------
+def registry_client(cfg: TrackingConfig):
+    """An MlflowClient on the configured tracking/registry URI."""
+    mlflow = _setup(cfg)
+    return mlflow.MlflowClient(cfg.uri)
+
+
+def alias_version(client, model: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias (or the registered model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+def predict_registered(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Load a registered router (``models:/name@alias`` or ``models:/name/version``) and route ``frame``."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri).predict(frame)

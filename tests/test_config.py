@@ -20,8 +20,28 @@ def test_repo_params_load_and_resolve(repo_root):
 
 def test_unknown_key_is_named(repo_root):
     data = _base(repo_root)
-    data["router"]["k"] = 5  # belongs under router.params
-    with pytest.raises(ConfigError, match=r"router\.k: unknown key"):
+    data["routers"][0]["k"] = 5  # belongs under routers[0].params
+    with pytest.raises(ConfigError, match=r"routers\.0\.k: unknown key"):
+        parse_params(data)
+
+
+def test_routers_are_known_unique_and_deployable(repo_root):
+    data = _base(repo_root)
+    data["routers"] = [{"name": "knn"}, {"name": "knn"}]
+    with pytest.raises(ConfigError, match="repeated names"):
+        parse_params(data)
+    data["routers"] = [{"name": "nearest"}]
+    with pytest.raises(ConfigError, match=r"unknown router 'nearest'; known: .*knn"):
+        parse_params(data)
+    data["routers"] = [{"name": "oracle"}]
+    with pytest.raises(ConfigError, match="evaluation only"):
+        parse_params(data)
+    data["routers"] = []
+    with pytest.raises(ConfigError, match="routers"):
+        parse_params(data)
+    data = _base(repo_root)
+    data["promote"]["margin"] = -0.1
+    with pytest.raises(ConfigError, match=r"promote\.margin"):
         parse_params(data)
 
 

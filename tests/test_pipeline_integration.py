@@ -24,31 +24,46 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
 
     params = write_tiny_profile(tmp_path, tiny_llama)
     with prefect_test_harness(server_startup_timeout=120):
-        metrics = fusion_pipeline(params_path=str(params))
-    assert set(metrics["overall"]) == {"random", "best_single", "router", "oracle"}
+        result = fusion_pipeline(params_path=str(params))
+    metrics, decision = result["evaluate"], result["promote"]
+    assert metrics["methods"] == ["random", "best_single", "task_best", "knn", "best-single", "oracle"]
     assert metrics["n_queries"] == 4  # 2 tasks x round(0.34 * 6) test queries
     o = metrics["overall"]
-    assert o["oracle"]["reward"] >= o["router"]["reward"] - 1e-9
-    assert o["oracle"]["reward"] >= o["best_single"]["reward"] - 1e-9
-    for f in ("data/routing_log.parquet", "data/embeddings.parquet", "models/router/router.json",
-              "metrics/eval.json", "reports/eval.md", "reports/eval.png", "reports/validation.json"):
+    for m in metrics["methods"]:
+        assert o["oracle"]["reward"] >= o[m]["reward"] - 1e-9, m
+    # the learned best-single is the baseline itself
+    assert o["best-single"] == o["best_single"]
+    for f in ("data/routing_log.parquet", "data/embeddings.parquet", "models/routers/knn/router.json",
+              "models/routers/best-single/router.json", "models/routers/manifest.json", "metrics/eval.json",
+              "reports/eval.md", "reports/eval.png", "reports/validation.json", "reports/promotion.json"):
         assert (tmp_path / f).is_file(), f
-    # every stage run is in MLflow with its parameters, metrics and artifacts; the router is registered
+    # every stage run is in MLflow with its parameters, metrics and artifacts; both routers are registered
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("tiny")
     runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"queries", "collect", "validate", "embed", "train", "evaluate"}
+    assert set(runs) == {"queries", "collect", "validate", "embed", "train", "evaluate", "promote"}
     for stage, run in runs.items():
         assert run.info.status == "FINISHED", stage
         assert run.data.params, stage
+        assert run.data.metrics, stage
         if stage != "train":
-            assert run.data.metrics, stage
             assert client.list_artifacts(run.info.run_id), stage
-    assert "overall.router.reward" in runs["evaluate"].data.metrics
-    version = client.get_model_version("tiny-router", "1")
-    assert version.run_id == runs["train"].info.run_id
+    assert "overall.knn.reward" in runs["evaluate"].data.metrics
+    versions = {client.get_model_version("tiny-router", v).tags["router"]: v for v in ("1", "2")}
+    assert set(versions) == {"knn", "best-single"}
+    for v in versions.values():
+        mv = client.get_model_version("tiny-router", v)
+        assert mv.run_id == runs["train"].info.run_id
+        assert mv.tags["eval.split"] == f"test:{metrics['split_fingerprint']}"
+    # the first run has no champion: the best router becomes champion and challenger, and the run says why
+    best = metrics["best_router"]
+    assert decision["promoted"] and decision["challenger"] == versions[best] and "no champion yet" in decision["reason"]
+    assert str(client.get_model_version_by_alias("tiny-router", "champion").version) == versions[best]
+    assert str(client.get_model_version_by_alias("tiny-router", "challenger").version) == versions[best]
+    assert runs["promote"].data.tags["fusion.promotion.decision"] == "promoted"
+    assert decision["challenger_score"] == pytest.approx(o[best]["reward"])  # the registered model scores the same
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -70,19 +85,24 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     _run(["dvc", "init", "-q"], work)
 
     first = _run(["dvc", "repro"], work)
-    for stage in ("queries", "collect", "validate", "embed", "train", "evaluate"):
+    for stage in ("queries", "collect", "validate", "embed", "train", "evaluate", "promote"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((work / "metrics/eval.json").read_text())
-    assert metrics["router"] == "knn"
+    assert metrics["routers"] == ["knn", "best-single"]
+    assert json.loads((work / "reports/promotion.json").read_text())["promoted"]
 
     second = _run(["dvc", "repro"], work)
     assert "Running stage" not in second
 
     p = yaml.safe_load(params.read_text())
-    p["router"]["params"]["k"] = 2
+    p["routers"][0]["params"]["k"] = 2
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     third = _run(["dvc", "repro"], work)
-    ran = {s for s in ("queries", "collect", "validate", "embed", "train", "evaluate")
+    ran = {s for s in ("queries", "collect", "validate", "embed", "train", "evaluate", "promote")
            if f"Running stage '{s}'" in third}
-    assert ran == {"train", "evaluate"}
-    assert json.loads((work / "models/router/router.json").read_text())["params"]["k"] == 2
+    assert ran == {"train", "evaluate", "promote"}
+    assert json.loads((work / "models/routers/knn/router.json").read_text())["params"]["k"] == 2
+    # the retrained routers are new versions; the gate compared the new challenger with the champion
+    decision = json.loads((work / "reports/promotion.json").read_text())
+    assert decision["champion_before"] is not None and decision["challenger"] in {"3", "4"}
+    assert ("beats champion" in decision["reason"]) == decision["promoted"]

