@@ -4,7 +4,7 @@ Per task and overall: raw performance (errors count as 0), cost in USD per query
 (errors count as the lowest reward, :meth:`RoutingData.rewards_filled`). The baselines are the registry's own
 routers fitted on the training split: ``best-single``, ``task-best`` (the dataset oracle strong routers must
 beat) and ``oracle`` (per-query best, an upper bound); ``random`` is the *expectation* over a uniformly random
-candidate (no sampling noise). :func:`outcome` is the one scoring of a routing decision, shared with
+candidate (no sampling noise; the benchmark's ``random`` is the seeded router). :func:`outcome` is the one scoring of a routing decision, shared with
 ``fusion route benchmark``.
 """
 
@@ -23,8 +23,7 @@ from fusion.routers.data import RoutingData
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("random", "best_single", "task_best", "oracle")
-_BASELINE_ROUTERS = {"best_single": "best-single", "task_best": "task-best", "oracle": "oracle"}
+BASELINES = ("random", "best-single", "task-best", "oracle")
 MEASURES = ("performance", "cost", "reward")
 
 
@@ -66,23 +65,23 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
     if len(test) == 0:
         raise ValueError("evaluation split has no queries")
     results = {"random": _expected_random(test)}
-    for method, name in _BASELINE_ROUTERS.items():
-        base = make_router(name).fit(train)
-        results[method] = outcome(test, np.argmax(base.predict_data(test), axis=1))
-    for name, router in routers.items():
+    fitted = {name: make_router(name).fit(train) for name in BASELINES[1:]}
+    for name, base in fitted.items():
+        results[name] = outcome(test, np.argmax(base.predict_data(test), axis=1))
+    for name, router in routers.items():  # a trained baseline (e.g. task-best) replaces its twin: the same fit
         if list(router.candidates) != list(test.candidates):
             raise ValueError(f"router {name!r} was trained on candidates {router.candidates}, the evaluation log "
                              f"has {test.candidates}")
         results[name] = outcome(test, np.argmax(router.predict_data(test), axis=1))
-    methods = [*BASELINES[:-1], *routers, "oracle"]
-    bs, tb, orc = (results[m]["reward"] for m in ("best_single", "task_best", "oracle"))
+    methods = [*BASELINES[:-1], *[r for r in routers if r not in BASELINES], "oracle"]
+    bs, tb, orc = (results[m]["reward"] for m in BASELINES[1:])
     learned = list(routers)
     return {
         "n_queries": len(test),
         "split_fingerprint": split_fingerprint(test),
         "candidates": list(test.candidates),
         "scenario": {"alpha": test.alpha, "beta": test.beta, "objective": test.objective},
-        "best_single": test.candidates[int(np.argmax(make_router("best-single").fit(train).state["mean"]))],
+        "best_single": test.candidates[int(np.argmax(fitted["best-single"].state["mean"]))],
         "methods": methods,
         "routers": learned,
         "best_router": max(learned, key=lambda n: results[n]["reward"]) if learned else None,
@@ -153,7 +152,7 @@ def plot_cost_quality(metrics: dict, test: RoutingData, path: Path) -> Path:
     ax.scatter(test.cost.mean(0), perf.mean(0), c="lightgray", edgecolor="gray", label="single candidates")
     for c, x, y in zip(test.candidates, test.cost.mean(0), perf.mean(0), strict=True):
         ax.annotate(c, (x, y), fontsize=7, color="gray", xytext=(3, 3), textcoords="offset points")
-    markers = {"random": "x", "best_single": "s", "task_best": "D", "oracle": "^"}
+    markers = {"random": "x", "best-single": "s", "task-best": "D", "oracle": "^"}
     for m in metrics["methods"]:
         v = metrics["overall"][m]
         learned = m in metrics["routers"]

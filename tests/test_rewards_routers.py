@@ -40,7 +40,7 @@ def test_knn_router_learns_clusters_and_beats_best_single(tmp_path):
     m = evaluate_router(router, train, test)
     assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
     assert m["overall"]["oracle"]["performance"] == pytest.approx(1.0)
-    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["best-single"]["performance"] == pytest.approx(0.5)
     assert m["overall"]["random"]["performance"] == pytest.approx(0.5)
     assert m["gap_recovered"]["router"] == pytest.approx(1.0)
     # save/load round trip gives the same utilities

@@ -104,7 +104,7 @@ def test_fit_predict_shapes_and_learns_text_clusters(fitted):
     assert u.shape == (len(test), 2) and np.isfinite(u).all()
     assert router.predict_utility(None, None, test.texts[:3]).shape == (3, 2)  # texts alone are enough
     m = evaluate_router(router, train, test)
-    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["best-single"]["performance"] == pytest.approx(0.5)
     assert m["overall"]["router"]["performance"] == pytest.approx(1.0)  # each cluster to its right candidate
     sel = router.meta["selected"]
     assert sel["step"] > 0 and sel["val_value"] == pytest.approx(1.0)  # selected on validation, not the start

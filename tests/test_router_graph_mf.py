@@ -35,7 +35,7 @@ def test_routes_clusters_beats_best_single(name):
     assert u.shape == (len(test), 2) and np.isfinite(u).all()
     assert router.route(test.X, test.tasks).shape == (len(test),)
     m = evaluate_router(router, train, test)
-    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["best-single"]["performance"] == pytest.approx(0.5)
     assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
     assert router.meta["selected"]["epoch"] >= 1  # the embedding carries the signal: training beat the prior
 
@@ -63,7 +63,7 @@ def test_uses_task_and_survives_unseen_task(name, residual):
     params = {**FAST[name], "residual": residual, "lr": 1e-2}
     router = make_router(name, **params).fit(train)
     m = evaluate_router(router, train, test)
-    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["best-single"]["performance"] == pytest.approx(0.5)
     assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
     for tasks in (np.array(["never-seen"] * len(test)), None):
         u = router.predict_utility(test.X, tasks)

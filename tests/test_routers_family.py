@@ -29,7 +29,7 @@ def test_router_learns_clusters_deterministic_and_round_trips(name, tmp_path):
     assert u.shape == (len(test), 2) and np.isfinite(u).all()
     m = evaluate_router(router, train, test)
     assert m["overall"]["router"]["performance"] == pytest.approx(1.0)
-    assert m["overall"]["best_single"]["performance"] == pytest.approx(0.5)
+    assert m["overall"]["best-single"]["performance"] == pytest.approx(0.5)
     again = make_router(name, seed=3).fit(train)
     np.testing.assert_allclose(again.predict_utility(test.X, test.tasks), u)
     reloaded = load_router(router.save(tmp_path / name))
