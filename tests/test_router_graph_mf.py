@@ -118,3 +118,42 @@ def test_import_does_not_load_torch():
     code = ("import sys, fusion.routers.mf, fusion.routers.graph, fusion.routers.torch_fit; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _torch_utilities(router, X, tasks):
+    """The members' torch modules run directly (what prediction computed before it moved to numpy)."""
+    import torch
+
+    from fusion.routers.features import TaskPrior, task_index
+
+    tt = torch.from_numpy(task_index(tasks, router.task_vocab, len(X)))
+    total = np.zeros((len(X), len(router.candidates)))
+    for member, module in zip(router.state["members"], router.modules(), strict=True):
+        xt = torch.from_numpy((np.asarray(X, dtype=np.float32) - member["mu"]) / member["sd"])
+        with torch.no_grad():
+            if router.name == "mf":
+                u = module(xt, tt)
+            else:
+                u = module.predict(xt, tt, torch.from_numpy(member["task_state"]),
+                                   torch.from_numpy(member["cand_state"]))
+        total += u.numpy().astype(np.float64)
+        if member["prior"] is not None:
+            total += TaskPrior.from_dict(member["prior"])(tasks, len(X))
+    return total / len(router.state["members"])
+
+
+@pytest.mark.parametrize("name", ROUTERS)
+@pytest.mark.parametrize("variant", [{}, {"residual": False, "folds": 2}])
+def test_numpy_prediction_matches_the_torch_modules(name, variant):
+    log, emb = task_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    params = {**FAST[name], "epochs": 5, **variant}
+    if name == "mf":
+        params["task_embedding"] = not variant
+    router = make_router(name, **params).fit(train)
+    tasks = test.tasks.copy()
+    tasks[0] = "zzz"
+    for t in (tasks, None):
+        np.testing.assert_allclose(router.predict_utility(test.X, t), _torch_utilities(router, test.X, t),
+                                   rtol=1e-5, atol=1e-5)

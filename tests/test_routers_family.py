@@ -121,3 +121,63 @@ def test_budget_router_meets_share_target_on_held_out_data(tradeoff):
         make_router("budget", target_share=0.3, share_candidate="nope").fit(train)
     with pytest.raises(ValueError, match="exactly one"):
         make_router("budget").fit(train)
+
+
+@pytest.mark.parametrize("name", ["mlp", "svm"])
+@pytest.mark.parametrize("residual", [True, False])
+def test_regressor_numpy_prediction_matches_the_estimator(name, residual, tmp_path):
+    from fusion.routers.features import design
+
+    log, emb = task_log()
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router(name, residual=residual, task_weight=0.5).fit(train)
+    tasks = test.tasks.copy()
+    tasks[0] = "zzz"  # an unseen task: no one-hot, the overall prior
+    st = router.state
+    ref = np.asarray(st["model"].predict(design(test.X, tasks, st["vocab"], 0.5)), dtype=float)
+    if residual:
+        ref = ref + st["prior"](tasks, len(tasks))
+    u = router.predict_utility(test.X, tasks)
+    assert st["fast"] is not None  # the numpy path was taken
+    np.testing.assert_allclose(u, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):  # a wrong embedding size still fails (through the estimator)
+        router.predict_utility(test.X[:, :3], tasks)
+    np.testing.assert_allclose(router.predict_utility(test.X, tasks), u)
+    reloaded = load_router(router.save(tmp_path / name))
+    assert "fast" not in reloaded.state  # derived, not saved
+    np.testing.assert_allclose(reloaded.predict_utility(test.X, tasks), u)
+
+
+@pytest.mark.parametrize("scope", ["all", "task"])
+@pytest.mark.parametrize("k", [1, 4, 500])
+def test_knn_grouped_search_matches_brute_force(scope, k):
+    log, emb = task_log(n_per_task=30)
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router("knn", k=k, scope=scope).fit(train)
+    tasks = test.tasks.copy()
+    tasks[:2] = "zzz"  # unseen: searches every training row
+    Xtr = train.X / np.linalg.norm(train.X, axis=1, keepdims=True)
+    Xq = test.X / np.linalg.norm(test.X, axis=1, keepdims=True)
+    y = train.rewards_filled()
+    expected = []
+    for x, t in zip(Xq, tasks, strict=True):
+        rows = np.flatnonzero(train.tasks == t) if scope == "task" and (train.tasks == t).any() else \
+            np.arange(len(train))
+        sims = Xtr[rows] @ x
+        top = rows[np.argsort(-sims)[:k]]
+        expected.append(y[top].mean(0))
+    np.testing.assert_allclose(router.predict_utility(test.X, tasks), np.array(expected), rtol=1e-6, atol=1e-9)
+    # a large batch (chunked) gives the same as row by row
+    big = np.tile(test.X, (200, 1))
+    np.testing.assert_allclose(router.predict_utility(big, np.tile(tasks, 200))[: len(tasks)], np.array(expected),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_mlp_fits_a_tiny_log():
+    """Too few rows for scikit-learn's early-stopping hold-out: the MLP trains without it instead of failing."""
+    log, emb = cluster_log(n_per_cluster=6)
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    router = make_router("mlp").fit(data.split("train"))
+    assert router.predict_utility(data.X, data.tasks).shape == (len(data), 2)

@@ -7,9 +7,29 @@ learn a *residual* over the per-task prior, falling back to that lookup table wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+
+#: BLAS threads the routers fit (and batch-predict) with by default. On the 2-core development machine, shared
+#: with other jobs, two OpenBLAS/torch threads per process oversubscribe the cores and make fitting 10-40x slower
+#: (mlp on LLMRouter: 60 s with 2 threads, 5.5 s with 1); the matrices routers multiply are too small to gain
+#: from more threads.
+DEFAULT_THREADS = 1
+
+
+@contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Limit the BLAS threads (numpy, scikit-learn) to ``n`` for the block (``None``/0: leave as is)."""
+    if not n or int(n) <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n), user_api="blas"):
+        yield
 
 
 def task_onehot(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
@@ -24,6 +44,9 @@ def task_index(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray
     if tasks is None:
         return np.full(n, len(vocab), dtype=np.int64)
     pos = {t: i for i, t in enumerate(vocab)}
+    if len(tasks) > 64:  # one dictionary look-up per distinct task, not per query
+        uniq, inv = np.unique(np.asarray(tasks).astype(str), return_inverse=True)
+        return np.array([pos.get(t, len(vocab)) for t in uniq], dtype=np.int64)[inv.reshape(-1)]
     return np.array([pos.get(str(t), len(vocab)) for t in tasks], dtype=np.int64)
 
 
@@ -51,7 +74,15 @@ class TaskPrior:
 
     def __call__(self, tasks: np.ndarray | None, n: int) -> np.ndarray:
         """(n, c) prior per query: its task's row, or the overall mean for an unseen (or absent) task."""
-        return np.vstack([self.table, self.overall])[task_index(tasks, self.vocab, n)]
+        return self.padded()[task_index(tasks, self.vocab, n)]
+
+    def padded(self) -> np.ndarray:
+        """(T + 1, c): the table with the overall mean as its last row (the row of an unseen task)."""
+        return np.vstack([self.table, self.overall])
+
+    def rows_for(self, vocab: list[str]) -> np.ndarray:
+        """(len(vocab) + 1, c): the prior of each task of ``vocab`` and, last, of an unseen task."""
+        return np.vstack([self(np.asarray(vocab, dtype=object), len(vocab)), self.overall])
 
     def to_dict(self) -> dict:
         return {"vocab": self.vocab, "table": self.table.tolist(), "overall": self.overall.tolist()}

@@ -22,6 +22,10 @@ candidate node states are computed once from all training edges and stored, so r
 query encoder and the edge MLP. Defaults (chosen on validation splits of the LLMRouter/RouterBench training data):
 ``refit`` retrains on all training queries for the selected epoch count; ``folds`` > 1 instead averages one model
 per disjoint validation fold (a cross-fitted ensemble; ``folds`` times the training time).
+
+Prediction runs in numpy from the stored weights (no torch call per query; :func:`numpy_member`). Fitting runs
+with ``num_threads`` torch threads (default 1: more oversubscribe a shared 2-core machine, see
+:data:`fusion.routers.features.DEFAULT_THREADS`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, routed_value, task_index
+from fusion.routers.features import DEFAULT_THREADS, TaskPrior, routed_value, task_index
 from fusion.routers.torch_fit import TorchRouter
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ DEFAULTS = {
     "dropout": 0.3,
     "folds": 1,
     "refit": True,
-    "num_threads": None,
+    "num_threads": DEFAULT_THREADS,
 }
 EDGE_FEATURES = ("reward", "cost_n", "perf_n")
 
@@ -244,22 +248,54 @@ class GraphRouter(TorchRouter):
         return module, prior, stopper
 
     # prediction --------------------------------------------------------------------------------------------
+    def numpy_members(self) -> list[dict[str, np.ndarray]]:
+        """The members in numpy form (see :func:`numpy_member`), built once per fitted or loaded state."""
+        cached = getattr(self, "_numpy", None)
+        if cached is None or cached[0] is not self.state:
+            cached = self._numpy = (self.state, [numpy_member(m, self.task_vocab) for m in self.state["members"]])
+        return cached[1]
+
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
-        import torch
-
         s = self.state
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
             raise ValueError(f"graph: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
-        tt = torch.from_numpy(task_index(tasks, self.task_vocab, len(X)))
+        t = task_index(tasks, self.task_vocab, len(X))
         total = np.zeros((len(X), s["arch"]["c"]))
-        for member, module in zip(s["members"], self.modules(), strict=True):
-            xt = torch.from_numpy((X - member["mu"]) / member["sd"])
-            with torch.no_grad():
-                u = module.predict(xt, tt, torch.from_numpy(member["task_state"]),
-                                   torch.from_numpy(member["cand_state"]))
-            total += u.numpy().astype(np.float64)
-            if member["prior"] is not None:
-                total += TaskPrior.from_dict(member["prior"])(tasks, len(X))
+        for m in self.numpy_members():
+            hq = X @ m["Wq"]
+            hq += m["q_rows"][t]
+            np.maximum(hq, 0, out=hq)
+            hc = m["cand"][t]  # (n, c, h)
+            z = (hq @ m["W_q"])[:, None, :] + m["hc_rows"][t] + (hq[:, None, :] * hc) @ m["W_qc"]
+            np.maximum(z, 0, out=z)
+            total += (z @ m["w_out"] + m["b_out"]).astype(np.float64)
+            if m["prior_rows"] is not None:
+                total += m["prior_rows"][t]
         return total / len(s["members"])
+
+
+def numpy_member(member: dict, vocab: list[str]) -> dict[str, np.ndarray]:
+    """One member's routing computation as float32 numpy arrays, with everything that depends only on the task
+    precomputed per task row (row T: an unseen task): the query encoder with the standardisation folded in and
+    the task -> query message added, and the candidate states' share of the edge MLP's first layer (dropout is
+    off at prediction)."""
+    w = {k: np.asarray(v, dtype=np.float32) for k, v in member["weights"].items()}
+    mu, sd = np.asarray(member["mu"], dtype=np.float32), np.asarray(member["sd"], dtype=np.float32)
+    tstate = np.asarray(member["task_state"], dtype=np.float32)  # (T + 1, h)
+    cstate = np.asarray(member["cand_state"], dtype=np.float32)  # (T + 1, c, h)
+    h = tstate.shape[1]
+    W0 = w["head.0.weight"]  # (h, 3h): [h_q, h_c, h_q * h_c]
+    prior = TaskPrior.from_dict(member["prior"]).rows_for(vocab) if member["prior"] is not None else None
+    return {
+        "Wq": np.ascontiguousarray((w["enc_q.weight"] / sd[None, :]).T),
+        "q_rows": w["enc_q.bias"] - (mu / sd) @ w["enc_q.weight"].T + tstate @ w["task_to_query.weight"].T,
+        "cand": cstate,
+        "W_q": np.ascontiguousarray(W0[:, :h].T),
+        "hc_rows": cstate @ W0[:, h:2 * h].T + w["head.0.bias"],
+        "W_qc": np.ascontiguousarray(W0[:, 2 * h:].T),
+        "w_out": w["head.3.weight"][0],
+        "b_out": w["head.3.bias"][0],
+        "prior_rows": prior,
+    }

@@ -15,6 +15,11 @@ training query is used for fitting and, once, for model selection; on LLMRouter/
 was steadier than one model). With ``folds=1`` one ``validation_fraction`` split is used, and ``refit`` then
 retrains from the same initialisation on all the training queries for the chosen number of epochs.
 ``loss="centred"`` fits only the differences between candidates (the per-query mean error is removed).
+
+The model is linear in the embedding, so prediction needs no torch: the members' weights fold into one
+``(d, c)`` matrix, one bias and one ``(T + 1, c)`` per-task table (task embedding, prior and the standardisation
+shift), computed once from ``state`` (:func:`fold_members`). Fitting runs with ``num_threads`` torch threads
+(default 1: more oversubscribe a shared 2-core machine, see :data:`fusion.routers.features.DEFAULT_THREADS`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, routed_value, task_index
+from fusion.routers.features import DEFAULT_THREADS, TaskPrior, routed_value, task_index
 from fusion.routers.torch_fit import TorchRouter
 
 logger = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ DEFAULTS = {
     "loss": "mse",
     "folds": 5,
     "refit": False,
-    "num_threads": None,
+    "num_threads": DEFAULT_THREADS,
 }
 
 
@@ -169,20 +174,39 @@ class MFRouter(TorchRouter):
         return module, prior, (mu, sd), stopper
 
     # prediction --------------------------------------------------------------------------------------------
+    def folded(self) -> dict[str, np.ndarray]:
+        """The ensemble as one linear map (see :func:`fold_members`), built once per fitted or loaded state."""
+        cached = getattr(self, "_folded", None)
+        if cached is None or cached[0] is not self.state:
+            cached = self._folded = (self.state, fold_members(self.state["members"], self.task_vocab))
+        return cached[1]
+
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
-        import torch
-
         s = self.state
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
             raise ValueError(f"mf: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
-        tt = torch.from_numpy(task_index(tasks, self.task_vocab, len(X)))
-        total = np.zeros((len(X), s["arch"]["c"]))
-        for member, module in zip(s["members"], self.modules(), strict=True):
-            xt = torch.from_numpy((X - member["mu"]) / member["sd"])
-            with torch.no_grad():
-                total += module(xt, tt).numpy().astype(np.float64)
-            if member["prior"] is not None:
-                total += TaskPrior.from_dict(member["prior"])(tasks, len(X))
-        return total / len(s["members"])
+        f = self.folded()
+        return X.astype(np.float64) @ f["A"] + f["task_rows"][task_index(tasks, self.task_vocab, len(X))]
+
+
+def fold_members(members: list[dict], vocab: list[str]) -> dict[str, np.ndarray]:
+    """The mean of the members' utilities as ``X @ A + task_rows[task]``.
+
+    A member computes ``u = ((x - mu) / sd) P^T V^T + b + e_t V^T + prior_t`` (``P`` projection, ``V`` candidate
+    vectors, ``e_t`` the task embedding, zero for an unseen task; dropout is off at prediction), so
+    ``A = (P / sd)^T V^T`` and the rest depends on the task only."""
+    A, rows = 0.0, 0.0
+    for m in members:
+        w = {k: np.asarray(v, dtype=np.float64) for k, v in m["weights"].items()}
+        P, V = w["proj.weight"], w["cand"]
+        mu, sd = np.asarray(m["mu"], dtype=np.float64), np.asarray(m["sd"], dtype=np.float64)
+        A_m = (P / sd[None, :]).T @ V.T  # (d, c)
+        r = np.tile(w["bias"] - (mu / sd) @ P.T @ V.T, (len(vocab) + 1, 1))
+        if "task.weight" in w:  # row T is the padding row (zero): an unseen task
+            r = r + w["task.weight"] @ V.T
+        if m["prior"] is not None:
+            r = r + TaskPrior.from_dict(m["prior"]).rows_for(vocab)
+        A, rows = A + A_m, rows + r
+    return {"A": A / len(members), "task_rows": rows / len(members)}

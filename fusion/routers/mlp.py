@@ -14,7 +14,7 @@ class MLPRouter(RegressorRouter):
     grid = {"alpha": (1e-2, 1.0)}
     defaults = {"hidden": 128, "max_iter": 200, "learning_rate_init": 1e-3}
 
-    def make_model(self, config: dict[str, Any]):
+    def make_model(self, config: dict[str, Any], n_rows: int):
         from sklearn.neural_network import MLPRegressor
 
         return MLPRegressor(
@@ -22,6 +22,7 @@ class MLPRouter(RegressorRouter):
             alpha=float(config["alpha"]),
             learning_rate_init=float(self.params.get("learning_rate_init", config["learning_rate_init"])),
             max_iter=int(self.params.get("max_iter", config["max_iter"])),
-            early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
+            # early stopping holds out 10% of the rows; scikit-learn needs at least 2 there
+            early_stopping=n_rows * 0.1 >= 2, validation_fraction=0.1, n_iter_no_change=10,
             random_state=self.seed,
         )

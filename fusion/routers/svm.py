@@ -14,7 +14,7 @@ class SVMRouter(RegressorRouter):
     grid = {"C": (0.01, 0.1, 1.0)}
     defaults = {"epsilon": 0.0, "max_iter": 5000}
 
-    def make_model(self, config: dict[str, Any]):
+    def make_model(self, config: dict[str, Any], n_rows: int):
         from sklearn.multioutput import MultiOutputRegressor
         from sklearn.svm import LinearSVR
 
