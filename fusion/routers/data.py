@@ -75,19 +75,28 @@ class RoutingData:
             raise ValueError(f"cannot carve a validation split from {len(self)} queries")
         return self.subset(~val), self.subset(val)
 
-    def fold_ids(self, k: int, seed: int = 0) -> np.ndarray:
-        """A fold number in [0, k) per query, stratified by task (each task spread evenly over the folds)."""
+    def fold_ids(self, k: int, seed: int = 0, *, keep_one_in_fit: bool = False) -> np.ndarray:
+        """A fold number in [0, k) per query, stratified by task (each task spread evenly over the folds, from a
+        rotating offset so small tasks do not always land in the first folds).
+
+        ``keep_one_in_fit`` (validation folds for a cross-fitted ensemble): a task with ``n <= k`` queries
+        validates in ``n - 1`` folds and a single-query task in none, so every fit part sees every task; the
+        queries that never validate get fold ``-1``."""
         if k < 2:
             raise ValueError(f"need at least 2 folds, got {k}")
-        if len(self) < k:
+        if len(self) < k and not keep_one_in_fit:
             raise ValueError(f"cannot make {k} folds from {len(self)} queries")
         rng = np.random.default_rng(seed)
-        out = np.empty(len(self), dtype=int)
+        out = np.full(len(self), -1, dtype=int)
         offset = 0
         for t in sorted(set(self.tasks)):
-            idx = rng.permutation(np.flatnonzero(self.tasks == t))
-            out[idx] = (np.arange(len(idx)) + offset) % k
-            offset += len(idx)
+            idx = np.flatnonzero(self.tasks == t)
+            if keep_one_in_fit and len(idx) < 2:
+                continue
+            idx = rng.permutation(idx)
+            n = len(idx) - 1 if keep_one_in_fit and len(idx) <= k else len(idx)
+            out[idx[:n]] = (np.arange(n) + offset) % k
+            offset += n
         return out
 
     def with_weights(self, alpha: float, beta: float) -> RoutingData:

@@ -123,19 +123,7 @@ def fold_splits(data, folds: int, seed: int, validation_fraction: float = 0.2) -
     if int(folds) <= 1:
         return [data.validation_split(float(validation_fraction), int(seed))]
     k = int(folds)
-    rng = np.random.default_rng(int(seed))
-    fold_of = np.full(len(data), -1)
-    offset = 0
-    for t in sorted({str(t) for t in data.tasks}):
-        idx = np.flatnonzero(np.asarray(data.tasks).astype(str) == t)
-        if len(idx) < 2:
-            continue
-        idx = rng.permutation(idx)
-        # round-robin from a rotating offset, so small tasks do not always validate in the first folds; a task
-        # with n <= k queries validates in n - 1 folds (one query always stays in training)
-        n_val = len(idx) if len(idx) > k else len(idx) - 1
-        fold_of[idx[:n_val]] = (np.arange(n_val) + offset) % k
-        offset += n_val
+    fold_of = data.fold_ids(k, int(seed), keep_one_in_fit=True)
     out = []
     for f in range(k):
         val = fold_of == f
