@@ -139,6 +139,8 @@ def quality_summary(result: dict, learned: Sequence[str]) -> dict:
     pf = _records(result, "performance_first")
     bs, tb = pf["best-single"], pf["task-best"]
     learned = [r for r in learned if r in pf]
+    if not learned:
+        raise ValueError("no learned router in the benchmark result: nothing to compare with the baselines")
     best = max(learned, key=lambda r: pf[r]["performance"])
     out: dict[str, Any] = {
         "pf_best_router": best, "pf_best_performance": pf[best]["performance"],

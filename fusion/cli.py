@@ -298,7 +298,8 @@ def route_train(
     scenario: str = typer.Option("performance_first", "--scenario", "-s"),
     param: list[str] = typer.Option([], "--param", help="router parameter KEY=VALUE (repeatable)"),
     seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("models/router"), "--out", "-o", help="folder to save the router in"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="folder to save the router in "
+                                                              "(default models/routers/<router>)"),
 ) -> None:
     """Train one router on a log's train split and save it (predict with `fusion route predict --router OUT`)."""
     from fusion.embed import shared_prefixes
@@ -315,6 +316,7 @@ def route_train(
         console.print(f"[red]train failed: {exc}[/red]")
         raise typer.Exit(1) from None
     r.meta.update(encoder=encoder, scenario={"name": scenario}, text_prefixes=shared_prefixes(log))
+    out = out or Path("models/routers") / router
     console.print(f"router {router} ({r.meta.get('selected', {})}) saved to {r.save(out)}")
 
 

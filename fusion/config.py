@@ -178,6 +178,8 @@ class Params(_Strict):
                 raise ValueError(f"unknown router {r.name!r}; known: {', '.join(known)}")
             if ROUTERS.get(r.name).evaluation_only:
                 raise ValueError(f"router {r.name!r} is for evaluation only and cannot be trained for deployment")
+            if r.name == "random":
+                raise ValueError("router 'random' is a baseline the evaluation always reports; list learned routers")
         return v
 
     def resolve(self, base: Path) -> Params:

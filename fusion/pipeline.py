@@ -176,14 +176,13 @@ def run_evaluate(params: Params) -> dict:
             ml.set_tag("fusion.split_fingerprint", metrics["split_fingerprint"])
             for p in (params.paths.eval_metrics, params.paths.eval_report, params.paths.eval_plot):
                 ml.log_artifact(str(p))
-            client = ml.MlflowClient()
+            client, model = ml.MlflowClient(), manifest["registered_model"]
             for name, version in metrics["versions"].items():
-                if version is None:
+                if version is None or model is None:
                     continue
                 for key in ("performance", "cost", "reward"):
-                    client.set_model_version_tag(params.tracking.registered_router, version, f"eval.{key}",
-                                                 f"{metrics['overall'][name][key]:.6g}")
-                client.set_model_version_tag(params.tracking.registered_router, version, "eval.split",
+                    client.set_model_version_tag(model, version, f"eval.{key}", f"{metrics['overall'][name][key]:.6g}")
+                client.set_model_version_tag(model, version, "eval.split",
                                              f"{params.evaluate.split}:{metrics['split_fingerprint']}")
     return metrics
 
@@ -195,10 +194,15 @@ def run_promote(params: Params) -> dict:
     from fusion.tracking import registry_client
 
     metrics = json.loads(params.paths.eval_metrics.read_text())
+    model = _manifest(params)["registered_model"]  # where train registered the versions
     best = metrics["best_router"]
     version = metrics["versions"].get(best)
-    if not params.tracking.enabled or version is None:
+    if not params.tracking.enabled:
         decision = {"promoted": False, "challenger": None, "reason": "tracking disabled: no model registry"}
+    elif model is None or version is None:
+        decision = {"promoted": False, "challenger": None,
+                    "reason": f"the routers were trained without registering them (no version of {best!r}): "
+                              "re-run train with tracking enabled"}
     else:
         _, data = _routing_data(params)
         test = data.split(params.evaluate.split)
@@ -209,8 +213,7 @@ def run_promote(params: Params) -> dict:
         with stage_run(params.tracking, "promote", {**cfg.model_dump(), "challenger_router": best,
                                                     "challenger_version": version}) as ml:
             client = registry_client(params.tracking)
-            decision = promote(client, params.tracking.registered_router, version, test, cfg.metric,
-                               cfg.margin).to_dict()
+            decision = promote(client, model, version, test, cfg.metric, cfg.margin).to_dict()
             decision["challenger_router"] = best
             ml.log_metrics({k: decision[k] for k in ("challenger_score", "champion_score")
                             if decision[k] is not None})

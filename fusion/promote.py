@@ -60,8 +60,17 @@ def decide(challenger: float, champion: float | None, margin: float, metric: str
                    f"beat it by more than the margin {margin:g}: champion kept")
 
 
+def reads_task(model_uri: str) -> bool:
+    """True when the registered model's signature has the (optional) ``task`` input; MLflow drops undeclared
+    columns, so a model without it routes as if no task were known."""
+    from mlflow.models import get_model_info
+
+    sig = get_model_info(model_uri).signature
+    return sig is None or "task" in sig.inputs.input_names()
+
+
 def score_model(model_uri: str, test: RoutingData) -> dict:
-    """Route ``test``'s query texts through the registered model and score its choices (see ``outcome``)."""
+    """Route ``test``'s query texts (and tasks) through the registered model and score its choices."""
     frame = pd.DataFrame({"query": [str(t) for t in test.texts], "task": [str(t) for t in test.tasks]})
     chosen = predict_registered(model_uri, frame)["candidate"].astype(str).tolist()
     index = {c: i for i, c in enumerate(test.candidates)}
@@ -74,11 +83,11 @@ def score_model(model_uri: str, test: RoutingData) -> dict:
 
 def promote(client, model: str, challenger: str, test: RoutingData, metric: str = "reward",
             margin: float = 0.0) -> Decision:
-    """Alias ``challenger`` (a version of ``model``), compare it with the champion on ``test``, and move the
-    ``champion`` alias when the gate passes."""
-    client.set_registered_model_alias(model, CHALLENGER, challenger)
+    """Score ``challenger`` (a version of ``model``) and the champion on ``test``, then alias the challenger and
+    move the ``champion`` alias when the gate passes. A champion that cannot be loaded or scored any more (its
+    artifacts gone, its candidates not in this log, its code not loadable) is replaced, and the reason says why."""
     champion = alias_version(client, model, CHAMPION)
-    chal_score = score_model(f"models:/{model}/{challenger}", test)[metric]
+    chal_score = score_model(f"models:/{model}/{challenger}", test)[metric]  # a broken challenger fails the stage
     champ_score: float | None = None
     if champion == challenger:
         promoted, reason = False, f"version {challenger} is already the champion"
@@ -86,12 +95,18 @@ def promote(client, model: str, challenger: str, test: RoutingData, metric: str 
     else:
         reason_prefix = ""
         if champion is not None:
+            uri = f"models:/{model}/{champion}"
             try:
-                champ_score = score_model(f"models:/{model}/{champion}", test)[metric]
-            except CandidateMismatch as exc:
-                reason_prefix = f"the champion (version {champion}) cannot be scored on this log ({exc}); "
+                champ_score = score_model(uri, test)[metric]
+                if not reads_task(uri):
+                    reason_prefix = f"(the champion, version {champion}, has no task input: scored without tasks) "
+            except Exception as exc:  # noqa: BLE001 - any failure to score the champion is a reason to replace it
+                logger.warning("cannot score the champion %s: %s", uri, exc)
+                reason_prefix = (f"the champion (version {champion}) cannot be scored on this log "
+                                 f"({type(exc).__name__}: {exc}); ")
         promoted, reason = decide(chal_score, champ_score, margin, metric)
         reason = reason_prefix + reason
+    client.set_registered_model_alias(model, CHALLENGER, challenger)
     if promoted:
         client.set_registered_model_alias(model, CHAMPION, challenger)
     client.set_model_version_tag(model, challenger, "promotion", reason[:5000])

@@ -36,6 +36,9 @@ def test_routers_are_known_unique_and_deployable(repo_root):
     data["routers"] = [{"name": "oracle"}]
     with pytest.raises(ConfigError, match="evaluation only"):
         parse_params(data)
+    data["routers"] = [{"name": "random"}]
+    with pytest.raises(ConfigError, match="baseline the evaluation always reports"):
+        parse_params(data)
     data["routers"] = []
     with pytest.raises(ConfigError, match="routers"):
         parse_params(data)

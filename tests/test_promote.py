@@ -136,3 +136,29 @@ def test_mlflow_ui_server_shows_the_champion(registry, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_champion_that_cannot_be_loaded_is_replaced(registry, tmp_path):
+    import shutil
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    cfg, test, _ = registry
+    cfg = cfg.model_copy(update={"registered_router": "gate2"})
+    client = registry_client(cfg)
+    from fusion.routers import load_router
+
+    versions = []
+    with stage_run(cfg, "train"):
+        for name in ("best-single", "knn"):
+            folder = Path(str(cfg.artifact_root)).parent / name  # saved by the registry fixture
+            versions.append(log_router_model(folder, cfg, ["a question"], name=name))
+            assert load_router(folder).name == name
+    assert promote(client, "gate2", versions[0], test).promoted
+    gone = Path(urlparse(client.get_model_version_download_uri("gate2", versions[0])).path)
+    assert gone.is_dir()
+    shutil.rmtree(gone)  # the champion's artifacts are lost
+    d = promote(client, "gate2", versions[1], test, margin=10.0)  # no margin can hold a champion that is gone
+    assert d.promoted and d.champion_score is None and "cannot be scored" in d.reason
+    assert alias_version(client, "gate2", CHAMPION) == versions[1]
