@@ -31,7 +31,6 @@ with ``num_threads`` torch threads (default 1: more oversubscribe a shared 2-cor
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -139,31 +138,15 @@ class GraphRouter(TorchRouter):
         return _graph_module(**arch)
 
     # fitting -----------------------------------------------------------------------------------------------
-    def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        from fusion.routers.torch_fit import state_to_numpy, torch_threads
-
+    def check_params(self) -> None:
         frac = float(self.p("mask_fraction"))
         if not 0 < frac < 1:
             raise ValueError(f"graph: mask_fraction must be in (0, 1), got {frac}")
-        t0 = time.perf_counter()
-        splits = self.member_splits(data, val)
-        refit = bool(self.p("refit")) and len(splits) == 1 and splits[0][0] is not data
-        members, selected = [], []
-        with torch_threads(self.p("num_threads")):
-            for i, (fit, fval) in enumerate(splits):
-                module, prior, stopper = self._train(fit, fval, self.seed + i, epochs=int(self.p("epochs")),
-                                                     early_stop=True)
-                if refit:
-                    module, prior, _ = self._train(data, None, self.seed + i, epochs=stopper.best_epoch,
-                                                   early_stop=False)
-                # node states from every training edge (the validation queries' too), computed once
-                mu, sd = self._stats(data if refit else fit)
-                tstate, cstate = self._node_states(module, data, mu, sd)
-                members.append({"weights": state_to_numpy(module), "mu": mu, "sd": sd, "task_state": tstate,
-                                "cand_state": cstate, "prior": prior.to_dict() if prior is not None else None})
-                selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
-        self.state = {"arch": self._arch(data), "members": members}
-        self.record_selection(selected, len(members), t0)
+
+    def member_state(self, module, prior, stats, data: RoutingData) -> dict:
+        # node states from every training edge (the validation queries' too), computed once
+        tstate, cstate = self._node_states(module, data, *stats)
+        return {**super().member_state(module, prior, stats, data), "task_state": tstate, "cand_state": cstate}
 
     def _arch(self, data: RoutingData) -> dict:
         return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
@@ -195,10 +178,9 @@ class GraphRouter(TorchRouter):
     def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
         import torch
 
-        from fusion.routers.torch_fit import seed_torch, train_early_stopping
+        from fusion.routers.torch_fit import seed_torch, train_early_stopping, train_epochs
 
         gen = seed_torch(seed)
-        vocab = self.task_vocab
         mu, sd = self._stats(fit)
         x, t, e, tmean = self._graph_tensors(fit, mu, sd)
         y = fit.rewards_filled().astype(np.float32)
@@ -226,16 +208,10 @@ class GraphRouter(TorchRouter):
             return total / n
 
         if not early_stop:
-            for epoch in range(1, epochs + 1):
-                module.train()
-                run_epoch(epoch)
-            module.eval()
-            return module, prior, None
+            train_epochs(module, run_epoch, epochs)
+            return module, prior, (mu, sd), None
 
-        vx = torch.from_numpy((np.asarray(val.X, dtype=np.float32) - mu) / sd)
-        vt = torch.from_numpy(task_index(val.tasks, vocab, len(val)))
-        vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
-        vy = val.rewards_filled()
+        vx, vt, vbase, vy = self.val_inputs(val, mu, sd, prior)
 
         def evaluate() -> tuple[float, float]:
             with torch.no_grad():
@@ -245,22 +221,17 @@ class GraphRouter(TorchRouter):
 
         stopper = train_early_stopping(module, run_epoch, evaluate, epochs=epochs, patience=int(self.p("patience")),
                                        name="graph")
-        return module, prior, stopper
+        return module, prior, (mu, sd), stopper
 
     # prediction --------------------------------------------------------------------------------------------
     def numpy_members(self) -> list[dict[str, np.ndarray]]:
         """The members in numpy form (see :func:`numpy_member`), built once per fitted or loaded state."""
-        cached = getattr(self, "_numpy", None)
-        if cached is None or cached[0] is not self.state:
-            cached = self._numpy = (self.state, [numpy_member(m, self.task_vocab) for m in self.state["members"]])
-        return cached[1]
+        return self.derived("numpy", lambda: [numpy_member(m, self.task_vocab) for m in self.state["members"]])
 
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
         s = self.state
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
-            raise ValueError(f"graph: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
+        X = self.check_embeddings(X)
         t = task_index(tasks, self.task_vocab, len(X))
         total = np.zeros((len(X), s["arch"]["c"]))
         for m in self.numpy_members():

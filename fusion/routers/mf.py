@@ -25,7 +25,6 @@ shift), computed once from ``state`` (:func:`fold_members`). Fitting runs with `
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -89,26 +88,9 @@ class MFRouter(TorchRouter):
         return _mf_module(**arch)
 
     # fitting -----------------------------------------------------------------------------------------------
-    def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        from fusion.routers.torch_fit import state_to_numpy, torch_threads
-
+    def check_params(self) -> None:
         if self.p("loss") not in ("mse", "centred"):
             raise ValueError(f"mf: loss must be 'mse' or 'centred', got {self.p('loss')!r}")
-        t0 = time.perf_counter()
-        splits = self.member_splits(data, val)
-        members, selected = [], []
-        with torch_threads(self.p("num_threads")):
-            for i, (fit, fval) in enumerate(splits):
-                module, prior, stats, stopper = self._train(fit, fval, self.seed + i, epochs=int(self.p("epochs")),
-                                                            early_stop=True)
-                if bool(self.p("refit")) and len(splits) == 1 and fit is not data:
-                    module, prior, stats, _ = self._train(data, None, self.seed + i, epochs=stopper.best_epoch,
-                                                          early_stop=False)
-                members.append({"weights": state_to_numpy(module), "mu": stats[0], "sd": stats[1],
-                                "prior": prior.to_dict() if prior is not None else None})
-                selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
-        self.state = {"arch": self._arch(data), "members": members}
-        self.record_selection(selected, len(members), t0)
 
     def _arch(self, data: RoutingData) -> dict:
         return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
@@ -118,7 +100,7 @@ class MFRouter(TorchRouter):
     def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
         import torch
 
-        from fusion.routers.torch_fit import EarlyStopping, seed_torch, train_early_stopping
+        from fusion.routers.torch_fit import seed_torch, train_early_stopping, train_epochs
 
         gen = seed_torch(seed)
         vocab = self.task_vocab
@@ -151,18 +133,10 @@ class MFRouter(TorchRouter):
             return total / len(perm)
 
         if not early_stop:
-            for epoch in range(1, epochs + 1):
-                module.train()
-                run_epoch(epoch)
-            module.eval()
-            stopper = EarlyStopping(patience=0, best_epoch=epochs)
-            stopper.history.append({"epoch": epochs})
-            return module, prior, (mu, sd), stopper
+            train_epochs(module, run_epoch, epochs)
+            return module, prior, (mu, sd), None
 
-        vx = torch.from_numpy((np.asarray(val.X, dtype=np.float32) - mu) / sd)
-        vt = torch.from_numpy(task_index(val.tasks, vocab, len(val)))
-        vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
-        vy = val.rewards_filled()
+        vx, vt, vbase, vy = self.val_inputs(val, mu, sd, prior)
 
         def evaluate() -> tuple[float, float]:
             with torch.no_grad():
@@ -176,17 +150,11 @@ class MFRouter(TorchRouter):
     # prediction --------------------------------------------------------------------------------------------
     def folded(self) -> dict[str, np.ndarray]:
         """The ensemble as one linear map (see :func:`fold_members`), built once per fitted or loaded state."""
-        cached = getattr(self, "_folded", None)
-        if cached is None or cached[0] is not self.state:
-            cached = self._folded = (self.state, fold_members(self.state["members"], self.task_vocab))
-        return cached[1]
+        return self.derived("folded", lambda: fold_members(self.state["members"], self.task_vocab))
 
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
-        s = self.state
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != s["arch"]["d"]:
-            raise ValueError(f"mf: expected embeddings of shape (n, {s['arch']['d']}), got {X.shape}")
+        X = self.check_embeddings(X)
         f = self.folded()
         return X.astype(np.float64) @ f["A"] + f["task_rows"][task_index(tasks, self.task_vocab, len(X))]
 

@@ -116,6 +116,14 @@ def train_early_stopping(
     return stopper
 
 
+def train_epochs(module, run_epoch: Callable[[int], float], epochs: int) -> None:
+    """Run ``run_epoch`` exactly ``epochs`` times (a refit for the epoch count chosen on validation)."""
+    for epoch in range(1, int(epochs) + 1):
+        module.train()
+        run_epoch(epoch)
+    module.eval()
+
+
 def fold_splits(data, folds: int, seed: int, validation_fraction: float = 0.2) -> list[tuple[Any, Any]]:
     """(fit, val) pairs for a cross-fitted ensemble: ``folds`` >= 2 disjoint validation folds, stratified by task
     (a task with fewer queries than folds keeps some in every fit part; a single-query task never validates);
@@ -135,8 +143,12 @@ def fold_splits(data, folds: int, seed: int, validation_fraction: float = 0.2) -
 
 
 class TorchRouter(Router):
-    """What the torch routers share: defaults per parameter, the (fit, val) splits of their members, the
-    selection summary, and rebuilding the members' modules from the numpy weights in ``state``."""
+    """What the torch routers share: defaults per parameter, fitting an ensemble of members (one per validation
+    fold, each early-stopped, optionally refitted), the selection summary, the validation inputs, and numpy forms
+    derived once per fitted or loaded ``state``.
+
+    A subclass gives ``build_module``, ``_arch``, ``_train(fit, val, seed, epochs=, early_stop=)`` returning
+    ``(module, prior, (mu, sd), stopper)`` (stopper None without early stopping), and ``member_state``."""
 
     defaults: ClassVar[dict[str, Any]] = {}
 
@@ -146,6 +158,65 @@ class TorchRouter(Router):
     def build_module(self, **arch):
         raise NotImplementedError
 
+    def _arch(self, data) -> dict:
+        raise NotImplementedError
+
+    def _train(self, fit, val, seed: int, *, epochs: int, early_stop: bool):
+        raise NotImplementedError
+
+    def check_params(self) -> None:
+        """Raise ValueError for a bad parameter before any training."""
+
+    def member_state(self, module, prior, stats: tuple[np.ndarray, np.ndarray], data) -> dict[str, Any]:
+        """What one member keeps (picklable); ``data`` is the whole training split."""
+        return {"weights": state_to_numpy(module), "mu": stats[0], "sd": stats[1],
+                "prior": prior.to_dict() if prior is not None else None}
+
+    def _fit(self, data, val) -> None:
+        self.check_params()
+        t0 = time.perf_counter()
+        splits = self.member_splits(data, val)
+        refit = bool(self.p("refit")) and len(splits) == 1 and splits[0][0] is not data
+        members, selected = [], []
+        with torch_threads(self.p("num_threads")):
+            for i, (fit, fval) in enumerate(splits):
+                module, prior, stats, stopper = self._train(fit, fval, self.seed + i, epochs=int(self.p("epochs")),
+                                                            early_stop=True)
+                if refit:
+                    module, prior, stats, _ = self._train(data, None, self.seed + i, epochs=stopper.best_epoch,
+                                                          early_stop=False)
+                members.append(self.member_state(module, prior, stats, data))
+                selected.append((stopper.best_epoch, stopper.best[0], stopper.history[-1]["epoch"]))
+        self.state = {"arch": self._arch(data), "members": members}
+        self.record_selection(selected, len(members), t0)
+
+    def val_inputs(self, val, mu: np.ndarray, sd: np.ndarray, prior):
+        """The validation split as (standardised embeddings, task indices) tensors, the prior's utilities (0
+        without one) and the rewards routing is scored on."""
+        import torch
+
+        from fusion.routers.features import task_index
+
+        vx = torch.from_numpy((np.asarray(val.X, dtype=np.float32) - mu) / sd)
+        vt = torch.from_numpy(task_index(val.tasks, self.task_vocab, len(val)))
+        vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
+        return vx, vt, vbase, val.rewards_filled()
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per fitted or loaded ``state`` (refitting or loading makes a new one)."""
+        cache = self.__dict__.setdefault("_derived", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not self.state:
+            hit = cache[key] = (self.state, build())
+        return hit[1]
+
+    def check_embeddings(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        d = self.state["arch"]["d"]
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ValueError(f"{self.name}: expected embeddings of shape (n, {d}), got {X.shape}")
+        return X
+
     def member_splits(self, data, val) -> list[tuple[Any, Any]]:
         """One (fit, val) pair when a validation split is given, else ``folds`` of them (see fold_splits)."""
         if val is not None:
@@ -154,7 +225,6 @@ class TorchRouter(Router):
 
     def record_selection(self, selected: list[tuple[int, float, int]], n_members: int, t0: float) -> None:
         """``selected``: (best epoch, best validation value, epochs run) per member."""
-        self._modules = None
         self.meta["selected"] = {"epoch": int(round(np.mean([s[0] for s in selected]))),
                                  "epochs": [int(s[0]) for s in selected],
                                  "val_value": float(np.mean([s[1] for s in selected])),
@@ -164,11 +234,13 @@ class TorchRouter(Router):
                     self.meta["selected"]["epochs"], self.meta["selected"]["val_value"], time.perf_counter() - t0)
 
     def modules(self) -> list:
-        """The members' modules, rebuilt once from ``state`` (after fitting or loading)."""
-        if getattr(self, "_modules", None) is None:
-            self._modules = []
+        """The members' torch modules, rebuilt once from ``state`` (after fitting or loading)."""
+        def build() -> list:
+            out = []
             for member in self.state["members"]:
                 module = self.build_module(**self.state["arch"])
                 load_numpy_state(module, member["weights"])
-                self._modules.append(module.eval())
-        return self._modules
+                out.append(module.eval())
+            return out
+
+        return self.derived("modules", build)
