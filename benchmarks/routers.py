@@ -432,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.logs:
         settings.logs = tuple(s.strip() for s in args.logs.split(",") if s.strip())
     from fusion.embed import Encoder
+    from fusion.routers.base import json_default
 
     datasets = {n: routing_data(*load_or_build(n, args.cache, args.data_root)) for n in settings.logs}
     encoder = Encoder(ENCODER_REF, None, 64)  # no cache: every call really encodes
@@ -439,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result["command"] = "python benchmarks/routers.py" + (" --quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("routers_quick.json" if args.quick else "routers.json")
-    path.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    path.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     console = Console(width=max(Console().width, 150))
     for t in tables(result):
         console.print(t)
@@ -447,14 +448,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         console.print(line, markup=False)
     console.print(f"results: {path} ({result['wall_s']:.0f} s)")
     return result
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

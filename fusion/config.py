@@ -157,8 +157,7 @@ class Params(_Strict):
     @field_validator("pool")
     @classmethod
     def _unique_names(cls, v: list[LLMSpec]) -> list[LLMSpec]:
-        names = [s.name for s in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _repeated([s.name for s in v])
         if dup:
             raise ValueError(f"pool has repeated LLM names {dup}")
         return v
@@ -168,8 +167,7 @@ class Params(_Strict):
     def _known_routers(cls, v: list[RouterConfig]) -> list[RouterConfig]:
         from fusion.routers.base import ROUTERS, router_names
 
-        names = [r.name for r in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _repeated([r.name for r in v])
         if dup:
             raise ValueError(f"routers has repeated names {dup} (each router is trained once)")
         known = router_names()
@@ -192,6 +190,10 @@ class Params(_Strict):
         if "://" not in tracking["artifact_root"] and not Path(tracking["artifact_root"]).is_absolute():
             tracking["artifact_root"] = str(base / tracking["artifact_root"])
         return self.model_copy(update={"paths": PathsConfig(**paths), "tracking": TrackingConfig(**tracking)})
+
+
+def _repeated(names: list[str]) -> list[str]:
+    return sorted({n for n in names if names.count(n) > 1})
 
 
 class ConfigError(ValueError):

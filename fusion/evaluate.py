@@ -33,21 +33,22 @@ def outcome(test: RoutingData, idx: np.ndarray) -> dict:
     rows = np.arange(len(idx))
     chosen = {"performance": np.nan_to_num(test.perf, nan=0.0)[rows, idx], "cost": test.cost[rows, idx],
               "reward": test.rewards_filled()[rows, idx]}
-    out: dict = {m: float(v.mean()) for m, v in chosen.items()}
-    out["per_task"] = {t: {m: float(v[test.tasks == t].mean()) for m, v in chosen.items()}
-                       for t in sorted(set(test.tasks))}
     share = np.bincount(idx, minlength=len(test.candidates)) / max(len(idx), 1)
-    out["routing_distribution"] = {c: float(s) for c, s in zip(test.candidates, share, strict=True)}
-    return out
+    return _summary(chosen, test, share)
 
 
 def _expected_random(test: RoutingData) -> dict:
     vals = {"performance": np.nan_to_num(test.perf, nan=0.0).mean(1), "cost": test.cost.mean(1),
             "reward": test.rewards_filled().mean(1)}
-    out: dict = {m: float(v.mean()) for m, v in vals.items()}
-    out["per_task"] = {t: {m: float(v[test.tasks == t].mean()) for m, v in vals.items()}
+    return _summary(vals, test, np.full(len(test.candidates), 1.0 / len(test.candidates)))
+
+
+def _summary(per_query: dict[str, np.ndarray], test: RoutingData, share: np.ndarray) -> dict:
+    """Means overall and per task of per-query values, and the share of queries per candidate."""
+    out: dict = {m: float(v.mean()) for m, v in per_query.items()}
+    out["per_task"] = {t: {m: float(v[test.tasks == t].mean()) for m, v in per_query.items()}
                        for t in sorted(set(test.tasks))}
-    out["routing_distribution"] = {c: 1.0 / len(test.candidates) for c in test.candidates}
+    out["routing_distribution"] = {c: float(s) for c, s in zip(test.candidates, share, strict=True)}
     return out
 
 

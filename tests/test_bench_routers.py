@@ -12,6 +12,7 @@ import pytest
 from routing_fixtures import cluster_log
 
 from fusion.routers import build_routing_data
+from fusion.routers.base import json_default
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "routers.py"
 
@@ -79,7 +80,7 @@ def test_run_records_quality_repeats_and_speed(bench):
         assert set(sp["targets"][name]) == {"single_p50", "batch_10k", "e2e", "fit"}
     assert sp["end_to_end"]["texts"] == 10 and sp["end_to_end"]["encoder_qps"] > 0
 
-    json.dumps(result, default=bench._json_default)  # the script writes it as JSON
+    json.dumps(result, default=json_default)  # the script writes it as JSON
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=200)

@@ -95,7 +95,7 @@ class Router(ABC):
         path.mkdir(parents=True, exist_ok=True)
         meta = {"router": self.name, "seed": self.seed, "params": self.params, "candidates": self.candidates,
                 **self.meta}
-        (path / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        (path / META_FILE).write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
         self._save_state(path)
         return path
 
@@ -107,7 +107,8 @@ class Router(ABC):
         self.state = joblib.load(path / STATE_FILE)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays (anything else as its string)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
