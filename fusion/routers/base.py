@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -80,6 +81,16 @@ class Router(ABC):
     def route(self, X: np.ndarray, tasks: np.ndarray | None = None, texts: np.ndarray | None = None) -> np.ndarray:
         """Index of the chosen candidate per query (ties go to the first candidate)."""
         return np.argmax(self.predict_utility(X, tasks, texts), axis=1)
+
+    def derived(self, key: str, build: Callable[[], Any], of: Any = None) -> Any:
+        """``build()``, computed once per ``of`` (default: the fitted or loaded ``state``; refitting or loading
+        makes a new one). For forms derived from the state (numpy weights, indexes) that are never saved."""
+        of = self.state if of is None else of
+        cache = self.__dict__.setdefault("_derived", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not of:
+            hit = cache[key] = (of, build())
+        return hit[1]
 
     @property
     def task_vocab(self) -> list[str]:

@@ -106,11 +106,8 @@ class KNNRouter(Router):
 
     def index(self) -> NeighbourIndex:
         """The neighbour index of the fitted (or loaded) state, built once."""
-        cached = getattr(self, "_index", None)
-        if cached is None or cached[0] is not self.state:
-            s = self.state
-            cached = self._index = (s, NeighbourIndex(s["X"], s["y"], s["tasks"]))
-        return cached[1]
+        s = self.state
+        return self.derived("index", lambda: NeighbourIndex(s["X"], s["y"], s["tasks"]))
 
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         s = self.state

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 
-from fusion.routers.base import STATE_FILE, Router
+from fusion.routers.base import Router
 from fusion.routers.data import RoutingData
 from fusion.routers.features import DEFAULT_THREADS, TaskPrior, blas_threads, design, routed_value, task_index
 
@@ -54,14 +52,16 @@ class RegressorRouter(Router):
         model.fit(design(data.X, data.tasks, vocab, config["task_weight"]), target)
         return {"model": model, "prior": prior, "vocab": vocab, "config": config}
 
-    @staticmethod
-    def _predict(state: dict[str, Any], X, tasks) -> np.ndarray:
+    def compiled(self, state: dict[str, Any]) -> CompiledModel | None:
+        """The numpy form of ``state``'s estimator (None: predict through the estimator), built once per state."""
+        cfg = state["config"]
+        return self.derived("compiled", lambda: compile_model(state["model"], state["vocab"], cfg["task_weight"],
+                                                              state["prior"] if cfg["residual"] else None), of=state)
+
+    def _predict(self, state: dict[str, Any], X, tasks) -> np.ndarray:
         cfg = state["config"]
         X = np.asarray(X, dtype=np.float32)
-        if "fast" not in state:
-            state["fast"] = compile_model(state["model"], state["vocab"], cfg["task_weight"],
-                                          state["prior"] if cfg["residual"] else None)
-        fast = state["fast"]
+        fast = self.compiled(state)
         if fast is not None and X.ndim == 2 and X.shape[1] == fast.d:
             return fast(X, task_index(tasks, state["vocab"], len(X)))
         F = design(X, tasks, state["vocab"], cfg["task_weight"])
@@ -90,10 +90,6 @@ class RegressorRouter(Router):
 
     def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return self._predict(self.state, X, tasks)
-
-    def _save_state(self, path: Path) -> None:
-        # the compiled numpy form is derived from the estimator: rebuilt on first use after loading
-        joblib.dump({k: v for k, v in self.state.items() if k != "fast"}, path / STATE_FILE)
 
 
 class CompiledModel:

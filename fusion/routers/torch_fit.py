@@ -202,14 +202,6 @@ class TorchRouter(Router):
         vbase = prior(val.tasks, len(val)) if prior is not None else 0.0
         return vx, vt, vbase, val.rewards_filled()
 
-    def derived(self, key: str, build: Callable[[], Any]) -> Any:
-        """``build()``, computed once per fitted or loaded ``state`` (refitting or loading makes a new one)."""
-        cache = self.__dict__.setdefault("_derived", {})
-        hit = cache.get(key)
-        if hit is None or hit[0] is not self.state:
-            hit = cache[key] = (self.state, build())
-        return hit[1]
-
     def check_embeddings(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         d = self.state["arch"]["d"]
