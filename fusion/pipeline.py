@@ -117,7 +117,7 @@ def run_train(params: Params) -> Path:
     register each as a version of the registered router; ``manifest.json`` lists them."""
     import shutil
 
-    from fusion.embed import shared_prefixes
+    from fusion.embed import Encoder, shared_prefixes
     from fusion.routers import make_router
     from fusion.tracking import log_router_model
 
@@ -132,6 +132,7 @@ def run_train(params: Params) -> Path:
     logged = {"routers": {r.name: {"seed": r.seed, **r.params} for r in params.routers},
               "scenario": params.scenario.model_dump(), "encoder": params.embed.encoder}
     entries = []
+    encoder = Encoder(params.embed.encoder, params.paths.embedding_cache, params.embed.batch_size)  # loads lazily
     with stage_run(params.tracking, "train", logged) as ml:
         for spec in params.routers:
             t0 = time.perf_counter()
@@ -140,7 +141,8 @@ def run_train(params: Params) -> Path:
             router.meta.update(encoder=params.embed.encoder, scenario=params.scenario.model_dump(),
                                text_prefixes=prefixes)
             out = router.save(root / spec.name)
-            version = log_router_model(out, params.tracking, examples, name=f"router-{spec.name}") if ml else None
+            version = (log_router_model(out, params.tracking, examples, name=f"router-{spec.name}", encoder=encoder)
+                       if ml else None)
             entries.append({"name": spec.name, "dir": spec.name, "version": version, "fit_s": round(fit_s, 3)})
             logger.info("trained %s in %.1f s%s", spec.name, fit_s, f", registered version {version}" if version else "")
             if ml:

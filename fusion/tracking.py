@@ -107,10 +107,11 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str],
-                     name: str = "router") -> str | None:
+                     name: str = "router", encoder=None) -> str | None:
     """Log the saved router as a pyfunc model (artifact path ``name``) in the active run and register it as a
     new version of ``cfg.registered_router``; returns the version. The model's metadata holds the router, the
-    encoder reference, the candidate pool and the scenario; the version is tagged with them too."""
+    encoder reference, the candidate pool and the scenario; the version is tagged with them too. ``encoder``
+    (an :class:`fusion.embed.Encoder` of the router's encoder) saves loading it again for the signature."""
     if not cfg.enabled:
         return None
     import mlflow
@@ -122,7 +123,9 @@ def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: lis
 
     router = load_router(router_dir)
     example = pd.DataFrame({"query": example_queries[:3]})
-    output = infer_signature(example, predict_frame(router, Encoder(router.meta["encoder"]), example)).outputs
+    if encoder is None or encoder.ref != router.meta["encoder"]:
+        encoder = Encoder(router.meta["encoder"])
+    output = infer_signature(example, predict_frame(router, encoder, example)).outputs
     # `task` is optional: routers that use task identity read it when given
     inputs = Schema([ColSpec("string", "query"), ColSpec("string", "task", required=False)])
     signature = ModelSignature(inputs=inputs, outputs=output)
