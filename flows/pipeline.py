@@ -1,6 +1,6 @@
 """The ``fusion-pipeline`` Prefect flow: queries -> collect -> validate -> embed -> train -> evaluate -> promote.
 
-Each task calls the stage function from :mod:`fusion.pipeline`; the flow holds no business logic. Collection
+Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection
 retries (it resumes from its parts, so a retry loses nothing); validation failing stops the flow with its report.
 
 Run once:      fusion pipeline            (or: python -m flows.pipeline)
@@ -14,14 +14,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from fusion.config import load_params
-from fusion.pipeline import RUNNERS
+from fusion.stages.driving import run_stage
 
 
 def _stage_task(name: str, **options):
     @task(name=name, **options)
     def run(params_path: str):
-        result = RUNNERS[name](load_params(params_path))
+        result = run_stage(name, params_path)
         get_run_logger().info("%s done: %s", name, result if not isinstance(result, dict) else "metrics")
         return str(result) if isinstance(result, Path) else result
 

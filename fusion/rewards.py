@@ -13,6 +13,37 @@ SCENARIOS: dict[str, tuple[float, float]] = {
     "balance": (0.5, 0.5),
     "cost_first": (0.2, 0.8),
 }
+#: the scenario whose reward is the LLM judge's score (the log must have judge scores)
+JUDGE_SCENARIO = "llm_judge"
+SCENARIO_NAMES = (*SCENARIOS, JUDGE_SCENARIO)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What routing optimises: ``alpha * perf_n - beta * cost_n`` (objective ``"reward"``), or the judge score
+    (objective ``"judge"``, the ``llm_judge`` scenario)."""
+
+    name: str
+    alpha: float
+    beta: float
+    objective: str = "reward"
+
+
+def resolve_scenario(name: str = "performance_first", alpha: float | None = None,
+                     beta: float | None = None) -> Scenario:
+    """The one resolution of a scenario: a named one (:data:`SCENARIO_NAMES`), or custom weights (both
+    ``alpha`` and ``beta``, any name). Raises ValueError naming what is wrong."""
+    if (alpha is None) != (beta is None):
+        raise ValueError("scenario: give both alpha and beta, or neither (to use the named scenario's)")
+    if alpha is not None and beta is not None:
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"scenario weights must be >= 0, got alpha={alpha}, beta={beta}")
+        return Scenario(name, float(alpha), float(beta))
+    if name == JUDGE_SCENARIO:
+        return Scenario(name, 1.0, 0.0, "judge")
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIO_NAMES)} (or give alpha and beta)")
+    return Scenario(name, *SCENARIOS[name])
 
 
 @dataclass

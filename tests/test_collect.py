@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from fusion.backends import make_backend
-from fusion.collect import collect
+from fusion.collection.collect import collect
+from fusion.collection.queries import build_queries
 from fusion.config import CollectConfig, LLMSpec, QueriesConfig
 from fusion.log.schema import check_log
-from fusion.queries import build_queries
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,40 @@
-"""The nightly-retrain deployment: prefect.yaml points at the real flow with the nightly cron."""
+"""The nightly-retrain deployment: what prefect.yaml and `make serve` register must run our pipeline flow nightly on
+the project's parameters, in the work pool the infra script creates."""
 
-import importlib
+from pathlib import Path
 
 import yaml
 
 
 def test_prefect_yaml_nightly_deployment(repo_root):
+    from prefect.flows import load_flow_from_entrypoint
+
+    from fusion.cli import FLOW_ENTRYPOINT
+
     cfg = yaml.safe_load((repo_root / "prefect.yaml").read_text())
     (dep,) = [d for d in cfg["deployments"] if d["name"] == "nightly-retrain"]
-    assert dep["schedules"][0]["cron"] == "0 2 * * *"
-    module, _, attr = dep["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
-    assert flow.name == "fusion-pipeline"
-    assert set(dep["parameters"]) <= set(flow.parameters.properties)
+    # the entrypoint the CLI's `fusion pipeline` loads is the deployment's, and it is our flow with its stages
+    assert dep["entrypoint"] == FLOW_ENTRYPOINT
+    flow = load_flow_from_entrypoint(str(repo_root / dep["entrypoint"]))
+    assert flow.fn.__module__.endswith("pipeline") and flow.fn.__name__ == "fusion_pipeline"
+    assert dep["parameters"] == {"params_path": "params.yaml"} and "params_path" in flow.parameters.properties
+    assert (repo_root / dep["parameters"]["params_path"]).is_file()
+    (schedule,) = dep["schedules"]
+    assert schedule == {"cron": "0 2 * * *", "timezone": "UTC", "active": True}
+    # the pool the infra script creates and starts a worker for
+    assert dep["work_pool"]["name"] == "cpu-pool"
+    script = (repo_root / "infra" / "prefect-worker.sh").read_text()
+    assert "work-pool create cpu-pool" in script and "worker start --pool cpu-pool" in script
 
 
-def test_serve_builds_a_scheduled_deployment():
+def test_serve_builds_the_nightly_deployment(repo_root, tmp_path):
     from flows.pipeline import fusion_pipeline
-    from flows.serve import NIGHTLY_CRON
+    from flows.serve import nightly_deployment
 
-    deployment = fusion_pipeline.to_deployment(name="nightly-retrain", cron=NIGHTLY_CRON)
-    assert deployment.name == "nightly-retrain"
+    deployment = nightly_deployment(repo_root / "params.yaml")
+    assert deployment.flow_name == fusion_pipeline.name
     assert deployment.schedules[0].schedule.cron == "0 2 * * *"
+    assert deployment.parameters == {"params_path": str((repo_root / "params.yaml").resolve())}
+    assert Path(deployment.parameters["params_path"]).is_absolute()
+    assert set(deployment.tags) == {"fusion", "nightly"}
+    assert nightly_deployment("p.yaml", "5 4 * * *").schedules[0].schedule.cron == "5 4 * * *"

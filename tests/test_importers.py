@@ -25,14 +25,10 @@ from fusion.log.importers import (
     summarize,
     write_long,
 )
-from fusion.log.importers.common import (
-    domain_of,
-    hash_splits,
-    normalise_task_name,
-    parse_literal_text,
-    parse_score_value,
-)
+from fusion.log.importers.splits import hash_splits
+from fusion.log.importers.values import parse_literal_text, parse_score_value
 from fusion.log.schema import COLUMNS, LogSchemaError, check_log, make_query_id
+from fusion.tasks.domains import domain_of, normalise_task_name
 
 # ----------------------------------------------------------------------------------------------- fixtures
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fusion.models import ModelNotFoundError, materialize, resolve_ref
+from fusion.models.refs import ModelNotFoundError, materialize, resolve_ref
 
 
 def test_pkg_refs_resolve_and_errors_are_clear(tmp_path):

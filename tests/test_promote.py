@@ -3,9 +3,10 @@
 import pytest
 from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 
-from fusion.promote import CHALLENGER, CHAMPION, decide, promote
 from fusion.routers import make_router
-from fusion.tracking import alias_version, log_router_model, registry_client, stage_run
+from fusion.routers.promotion import CHALLENGER, CHAMPION, decide, promote
+from fusion.routers.serving import log_router_model
+from fusion.tracking import alias_version, registry_client, stage_run
 
 
 def test_decide():
@@ -72,7 +73,7 @@ def test_registered_model_reads_the_optional_task_column(tmp_path):
     import pandas as pd
     from routing_fixtures import task_log
 
-    from fusion.tracking import predict_registered
+    from fusion.routers.serving import predict_registered
 
     log, _ = task_log(n_per_task=8)
     log["query"] = ("Question " + log["query_id"].astype(str)).astype("string")

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from fusion.route_metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, pgr
-from fusion.route_plots import plot_cost_quality_plane, shorten_label, use_log_cost_axis
+from fusion.routers.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, pgr
+from fusion.routers.plots import plot_cost_quality_plane, shorten_label, use_log_cost_axis
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion.evaluate import evaluate_router
 from fusion.log.schema import coerce_log
 from fusion.routers import build_routing_data, load_router, make_router
+from fusion.routers.evaluation import evaluate_router
 
 ARITH = ["add {a} and {b}", "what is {a} plus {b}", "compute the sum of {a} and {b}", "subtract {b} from {a}",
          "multiply {a} by {b} and give the number", "how much is {a} times {b}"]
@@ -77,7 +77,7 @@ def tiny_bert(tmp_path_factory):
     return str(out)
 
 
-FAST = dict(epochs=8, batch_size=8, lr=2e-3, head_lr=1e-2, max_length=32, patience=0, progress=False, threads=2)
+FAST = dict(epochs=8, batch_size=8, lr=2e-3, head_lr=1e-2, max_length=32, patience=None, progress=False, num_threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +189,21 @@ def test_bad_params_and_missing_model(tmp_path):
     data = text_log(n_per_cluster=6)
     with pytest.raises(FileNotFoundError, match="not a local folder"):
         make_router("encoder", model=str(tmp_path / "nope"), progress=False).fit(data.split("train"))
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_encoder_stops_by_the_one_rule(tiny_bert, patience):
+    """The encoder trains in the torch routers' loop: replaying its recorded validation evaluations through the one
+    early-stopping rule stops exactly where its training stopped (learning rates so small that, once routing is
+    right, nothing improves any more: training must stop before its 6 epochs)."""
+    from fusion.routers.torch_fit import EarlyStopping
+
+    data = text_log(n_per_cluster=12)
+    kw = dict(FAST, epochs=6, eval_every=1, lr=1e-12, head_lr=1e-12, patience=patience)
+    r = make_router("encoder", seed=0, model=tiny_bert, **kw).fit(data.split("train"))
+    hist = r.meta["history"]
+    replay = EarlyStopping(patience)
+    stops = [replay.update(h["step"], h["epoch"], h["val_value"], -h["val_mse"], lambda: None) for h in hist]
+    assert stops.index(True) == len(hist) - 1, hist  # stopped at the first evaluation the rule says to stop at
+    assert hist[-1]["epoch"] < 6
+    assert r.meta["selected"]["step"] == replay.best_step

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from routing_fixtures import cluster_log, task_log
 
-from fusion.evaluate import evaluate_router
 from fusion.routers import build_routing_data, load_router, make_router
+from fusion.routers.evaluation import evaluate_router
 from fusion.routers.torch_fit import fold_splits
 
 # small and single-threaded: every fit here takes well under a few seconds

@@ -9,14 +9,15 @@ from test_router_encoder import tiny_bert  # noqa: F401  (fixture)
 
 from fusion.routers import make_router
 from fusion.routers.base import router_names
-from fusion.tracking import log_router_model, predict_frame, predict_registered, stage_run
+from fusion.routers.serving import log_router_model, predict_frame, predict_registered
+from fusion.tracking import stage_run
 
 pytestmark = pytest.mark.slow
 
 FAST = {
     "mf": {"epochs": 30}, "graph": {"epochs": 30},
-    "budget": {"base": "knn", "base_k": 3, "target_cost": 0.004},
-    "encoder": {"epochs": 2, "batch_size": 8, "max_length": 16, "progress": False, "threads": 2},
+    "budget": {"base": "knn", "base_params": {"k": 3}, "target_cost": 0.004},
+    "encoder": {"epochs": 2, "batch_size": 8, "max_length": 16, "progress": False, "num_threads": 2},
 }
 
 

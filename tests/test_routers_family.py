@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from routing_fixtures import cluster_log, task_log, tradeoff_log
 
-from fusion.evaluate import evaluate_router
 from fusion.routers import build_routing_data, load_router, make_router
 from fusion.routers.base import router_names
 from fusion.routers.budget import calibrate_cost_weight, calibrate_share
+from fusion.routers.evaluation import evaluate_router
 
 SKLEARN_ROUTERS = ["knn", "mlp", "svm"]
 
@@ -63,15 +63,41 @@ def test_baselines():
     np.testing.assert_array_equal(rnd.route(test.X), make_router("random", seed=1).fit(train).route(test.X))
 
 
+def _best_k_scope(fit, val) -> tuple[int, str]:
+    """The (k, scope) a fixed-parameter knn fitted on ``fit`` routes ``val`` best with (first best in grid order)."""
+    from fusion.routers.features import routed_value
+    from fusion.routers.knn import K_GRID
+
+    best = None
+    for scope in ("all", "task"):
+        for k in [g for g in K_GRID if g <= len(fit)]:
+            r = make_router("knn", k=k, scope=scope).fit(fit)
+            value = routed_value(r.predict_data(val), val.rewards_filled())
+            if best is None or value > best[0] + 1e-12:
+                best = (value, k, scope)
+    return best[1], best[2]
+
+
 def test_knn_selects_k_on_validation_not_test():
+    """Training labels are noisy (30% of the train queries have A and B swapped), test labels are clean, so the
+    (k, scope) that routes the validation part carved from train best differs from the one that routes test best.
+    The router must pick what validation says."""
     log, emb = cluster_log(n_per_cluster=60)
+    train_ids = log.loc[log["split"] == "train", "query_id"].unique()
+    noisy = set(np.random.default_rng(0).choice(train_ids, size=int(0.3 * len(train_ids)), replace=False))
+    flip = log["query_id"].isin(noisy)
+    log.loc[flip, "performance"] = 1.0 - log.loc[flip, "performance"]
     data = build_routing_data(log, emb, 1.0, 0.0)
-    r = make_router("knn").fit(data.split("train"))
-    assert r.meta["selected"]["k"] >= 1 and r.meta["selected"]["scope"] in ("all", "task")
-    fixed = make_router("knn", k=3, scope="all").fit(data.split("train"))
+    train, test = data.split("train"), data.split("test")
+    r = make_router("knn").fit(train)
+    chosen = (r.meta["selected"]["k"], r.meta["selected"]["scope"])
+    assert chosen == _best_k_scope(*train.validation_split(0.2, 0))
+    on_test = _best_k_scope(train, test)
+    assert on_test != chosen  # the two criteria disagree on this log: a selection on test would fail above
+    fixed = make_router("knn", k=3, scope="all").fit(train)
     assert fixed.meta["selected"] == {"k": 3, "scope": "all"}
-    with pytest.raises(ValueError, match="k must be"):
-        make_router("knn", k=0).fit(data.split("train"))
+    with pytest.raises(ValueError, match="parameter 'k'"):
+        make_router("knn", k=0)
 
 
 def test_cost_weight_and_share_calibration_on_a_matrix():
@@ -103,7 +129,7 @@ def test_budget_router_meets_cost_target_on_held_out_data(target, tradeoff, tmp_
     train, test = data.split("train"), data.split("test")
     unconstrained = evaluate_router(make_router("knn", k=40).fit(train), train, test)["overall"]["router"]["cost"]
     assert unconstrained > 1.5 * target  # the target binds
-    router = make_router("budget", base="knn", base_k=40, base_scope="all", target_cost=target).fit(train)
+    router = make_router("budget", base="knn", base_params={"k": 40, "scope": "all"}, target_cost=target).fit(train)
     m = evaluate_router(router, train, test)
     assert m["overall"]["router"]["cost"] == pytest.approx(target, rel=0.05)
     reloaded = load_router(router.save(tmp_path / "b"))

@@ -8,7 +8,8 @@ from routing_fixtures import minilm_data, sqlite_tracking, with_cluster_texts
 
 from fusion.config import TrackingConfig
 from fusion.routers import make_router
-from fusion.tracking import log_router_model, predict_frame, stage_run
+from fusion.routers.serving import log_router_model, predict_frame
+from fusion.tracking import stage_run
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 from routing_fixtures import cluster_log as synthetic_log
 
+from fusion.collection.validate import validate_log
 from fusion.log.schema import coerce_log
-from fusion.validate import validate_log
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.backends.base import BACKENDS, Backend, Generation
-from fusion.models import materialize
+from fusion.models.refs import materialize
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,11 @@ candidates' descriptions; its utilities estimate the scenario's reward of each c
 ``RoutingData.reward``). Model selection and early stopping use a validation split carved from the training data
 (``RoutingData.validation_split``), never the test split.
 
+Each router declares its hyper-parameters once, as a typed :class:`RouterParams` model (defaults, bounds and a
+description per field, unknown keys refused) in its class attribute ``Params``; the router reads them as
+``self.hp.<name>``. Building a router validates its parameters, so a misspelt or ill-typed key fails before any
+training, naming the router and the key (:class:`RouterParamError`).
+
 Saved routers are a folder: ``router.json`` (name, parameters, candidates, scenario, reward normalisation,
 encoder, task vocabulary) plus the router's own state file(s).
 """
@@ -13,12 +18,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import joblib
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fusion.registry import Registry
 from fusion.rewards import TaskNormaliser
@@ -32,8 +38,47 @@ STATE_FILE = "state.joblib"
 ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "budget")
 
 
+class RouterParams(BaseModel):
+    """A router's hyper-parameters (none for the baselines). Subclasses declare each field once, typed, with its
+    default and a description; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelectionParams(RouterParams):
+    """Parameters of routers that select hyper-parameters or checkpoints on a validation split."""
+
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training queries carved out "
+                                       "for model selection when no validation split is given")
+
+
+#: the ``num_threads`` parameter: BLAS/torch threads while fitting (None or 0: leave the libraries' setting)
+ThreadCount = int | None
+
+
+class RouterParamError(ValueError):
+    """A router parameter is unknown or ill-typed; the message names the router and the key."""
+
+
+def parse_router_params(router: str, params_type: type[RouterParams], params: dict[str, Any]) -> RouterParams:
+    """``params`` validated against ``params_type``; a :class:`RouterParamError` naming the router and key."""
+    try:
+        return params_type.model_validate(params)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(parameters)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown parameter (known: {', '.join(params_type.model_fields) or 'none'})"
+            lines.append(f"router {router!r}: parameter {key!r}: {msg}")
+        raise RouterParamError("\n".join(lines)) from None
+
+
 class Router(ABC):
     name: ClassVar[str]
+    #: the router's typed hyper-parameters (see :class:`RouterParams`)
+    Params: ClassVar[type[RouterParams]] = RouterParams
     #: True for routers that need the true outcomes of the queries they route (the oracle): evaluation only.
     evaluation_only: ClassVar[bool] = False
     #: True for routers that read the query text (they re-encode it themselves) rather than the embedding.
@@ -41,13 +86,13 @@ class Router(ABC):
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed = int(seed)
+        #: the typed hyper-parameters: the one way a router reads a parameter
+        self.hp = parse_router_params(self.name, self.Params, params)
+        #: the parameters as given (saved in ``router.json`` and logged; defaults live in ``Params``)
         self.params = dict(params)
         self.candidates: list[str] = []
         self.meta: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
-
-    def param(self, key: str, default: Any) -> Any:
-        return self.params.get(key, default)
 
     def fit(self, data: RoutingData, val: RoutingData | None = None) -> Router:
         """Fit on ``data`` (the training split). ``val``, when given, is the validation split for model
@@ -64,7 +109,7 @@ class Router(ABC):
     def selection_split(self, data: RoutingData, val: RoutingData | None) -> tuple[RoutingData, RoutingData]:
         if val is not None:
             return data, val
-        return data.validation_split(float(self.param("validation_fraction", 0.2)), self.seed)
+        return data.validation_split(float(self.hp.validation_fraction), self.seed)
 
     @abstractmethod
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None: ...
@@ -135,6 +180,33 @@ def make_router(name: str, seed: int = 0, **params: Any) -> Router:
 def router_names(*, deployable_only: bool = False) -> list[str]:
     _import_all()
     return [n for n, cls in ROUTERS.items() if not (deployable_only and cls.evaluation_only)]
+
+
+class RouterSpec(Protocol):
+    name: str
+    seed: int
+    params: dict[str, Any]
+
+
+def check_router_specs(specs: Sequence[RouterSpec]) -> None:
+    """Raise ValueError when a router to train is unknown, evaluation-only, ``random``, or has an unknown or
+    ill-typed parameter (the message names the router and the key). Builds each router without fitting it."""
+    known = router_names()
+    problems = []
+    for spec in specs:
+        if spec.name not in known:
+            problems.append(f"unknown router {spec.name!r}; known: {', '.join(known)}")
+        elif ROUTERS.get(spec.name).evaluation_only:
+            problems.append(f"router {spec.name!r} is for evaluation only and cannot be trained for deployment")
+        elif spec.name == "random":
+            problems.append("router 'random' is a baseline the evaluation always reports; list learned routers")
+        else:
+            try:
+                make_router(spec.name, seed=spec.seed, **spec.params)
+            except RouterParamError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise RouterParamError("routers: " + "\n".join(problems))
 
 
 def load_router(path: str | Path) -> Router:

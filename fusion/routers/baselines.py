@@ -13,6 +13,9 @@ from fusion.routers.base import ROUTERS, Router
 from fusion.routers.data import RoutingData
 from fusion.routers.features import TaskPrior
 
+#: the baselines every evaluation and benchmark reports beside the learned routers, in this order
+BASELINES = ("random", "best-single", "task-best", "oracle")
+
 
 @ROUTERS.register("random")
 class RandomRouter(Router):

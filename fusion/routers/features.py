@@ -13,23 +13,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: BLAS threads the routers fit (and batch-predict) with by default. On the 2-core development machine, shared
-#: with other jobs, two OpenBLAS/torch threads per process oversubscribe the cores and make fitting 10-40x slower
-#: (mlp on LLMRouter: 60 s with 2 threads, 5.5 s with 1); the matrices routers multiply are too small to gain
-#: from more threads.
+#: Threads the routers fit (and batch-predict) with by default: the matrices they multiply are too small to gain
+#: from more, and more threads per process oversubscribe a machine shared with other jobs (measurements in
+#: docs/benchmarks.md).
 DEFAULT_THREADS = 1
 
 
 @contextmanager
-def blas_threads(n: int | None) -> Iterator[None]:
-    """Limit the BLAS threads (numpy, scikit-learn) to ``n`` for the block (``None``/0: leave as is)."""
+def limit_threads(n: int | None) -> Iterator[None]:
+    """The one thread-limit helper: BLAS (numpy, scikit-learn, via threadpoolctl) and, when torch is loaded,
+    torch's intra-op threads at ``n`` for the block, restored afterwards (``None``/0: leave both as they are)."""
     if not n or int(n) <= 0:
         yield
         return
+    import sys
+
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=int(n), user_api="blas"):
-        yield
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None and before != int(n):
+        torch.set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n), user_api="blas"):
+            yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def task_onehot(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:

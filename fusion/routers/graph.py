@@ -19,13 +19,12 @@ messages, each epoch partitions the training queries into ``round(1 / mask_fract
 the edges of one fold from messages carried by the edges of the other folds (as a new query at routing time has no
 edges of its own). Early stopping on the validation split by ``routed_value``. After training, the task and
 candidate node states are computed once from all training edges and stored, so routing a query only runs the
-query encoder and the edge MLP. Defaults (chosen on validation splits of the LLMRouter/RouterBench training data):
-``refit`` retrains on all training queries for the selected epoch count; ``folds`` > 1 instead averages one model
+query encoder and the edge MLP. Defaults: ``refit`` retrains on all training queries for the selected epoch count; ``folds`` > 1 instead averages one model
 per disjoint validation fold (a cross-fitted ensemble; ``folds`` times the training time).
 
 Prediction runs in numpy from the stored weights (no torch call per query; :func:`numpy_member`). Fitting runs
-with ``num_threads`` torch threads (default 1: more oversubscribe a shared 2-core machine, see
-:data:`fusion.routers.features.DEFAULT_THREADS`).
+with ``num_threads`` torch threads (default 1, see :func:`fusion.routers.features.limit_threads`); the training
+loop is :func:`fusion.routers.torch_fit.fit_loop`.
 """
 
 from __future__ import annotations
@@ -33,28 +32,30 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from pydantic import Field
 
 from fusion.routers.base import ROUTERS
 from fusion.routers.data import RoutingData
-from fusion.routers.features import DEFAULT_THREADS, TaskPrior, routed_value, task_index
-from fusion.routers.torch_fit import TorchRouter
+from fusion.routers.features import TaskPrior, task_index
+from fusion.routers.torch_fit import Prelude, TorchParams, TorchRouter
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "hidden": 64,
-    "lr": 3e-3,
-    "epochs": 60,
-    "weight_decay": 1e-3,
-    "patience": 15,
-    "mask_fraction": 0.25,
-    "validation_fraction": 0.2,
-    "residual": True,
-    "dropout": 0.3,
-    "folds": 1,
-    "refit": True,
-    "num_threads": DEFAULT_THREADS,
-}
+
+class GraphParams(TorchParams):
+    hidden: int = Field(64, ge=1, description="size of the node states")
+    lr: float = Field(3e-3, gt=0, description="Adam learning rate")
+    epochs: int = Field(60, ge=0, description="training epochs at most")
+    weight_decay: float = Field(1e-3, ge=0, description="Adam weight decay")
+    patience: int | None = Field(15, ge=0, description="validation evaluations without improvement tolerated "
+                                                       "before stopping (None: never stop early)")
+    mask_fraction: float = Field(0.25, gt=0, lt=1, description="share of the training queries whose edges are "
+                                                                "predicted (not passed as messages) per step")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout on the query input and the edge MLP")
+    folds: int = Field(1, ge=1, description="cross-fitted members, one per disjoint validation fold")
+    refit: bool = Field(True, description="with folds=1: retrain on all training queries for the chosen epochs")
+
+
 EDGE_FEATURES = ("reward", "cost_n", "perf_n")
 
 
@@ -132,17 +133,12 @@ def _graph_module(d: int, c: int, n_tasks: int, hidden: int, dropout: float):
 @ROUTERS.register("graph")
 class GraphRouter(TorchRouter):
     name = "graph"
-    defaults = DEFAULTS
+    Params = GraphParams
 
     def build_module(self, **arch):
         return _graph_module(**arch)
 
     # fitting -----------------------------------------------------------------------------------------------
-    def check_params(self) -> None:
-        frac = float(self.p("mask_fraction"))
-        if not 0 < frac < 1:
-            raise ValueError(f"graph: mask_fraction must be in (0, 1), got {frac}")
-
     def member_state(self, module, prior, stats, data: RoutingData) -> dict:
         # node states from every training edge (the validation queries' too), computed once
         tstate, cstate = self._node_states(module, data, *stats)
@@ -150,12 +146,7 @@ class GraphRouter(TorchRouter):
 
     def _arch(self, data: RoutingData) -> dict:
         return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
-                "hidden": int(self.p("hidden")), "dropout": float(self.p("dropout"))}
-
-    @staticmethod
-    def _stats(data: RoutingData) -> tuple[np.ndarray, np.ndarray]:
-        X = np.asarray(data.X, dtype=np.float32)
-        return X.mean(0), X.std(0) + 1e-6
+                "hidden": self.hp.hidden, "dropout": self.hp.dropout}
 
     def _graph_tensors(self, data: RoutingData, mu: np.ndarray, sd: np.ndarray):
         import torch
@@ -175,53 +166,32 @@ class GraphRouter(TorchRouter):
             tstate, cstate = module.states(x, t, e, tmean)
         return tstate.numpy().copy(), cstate.numpy().copy()
 
-    def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
+    def training_inputs(self, fit: RoutingData, pre: Prelude) -> dict:
         import torch
 
-        from fusion.routers.torch_fit import seed_torch, train_early_stopping, train_epochs
+        tmean = task_means(pre.x.numpy(), pre.t.numpy(), len(self.task_vocab))
+        return {"e": torch.from_numpy(edge_features(fit)), "tmean": torch.from_numpy(tmean)}
 
-        gen = seed_torch(seed)
-        mu, sd = self._stats(fit)
-        x, t, e, tmean = self._graph_tensors(fit, mu, sd)
-        y = fit.rewards_filled().astype(np.float32)
-        prior = TaskPrior.fit(fit.tasks, fit.rewards_filled()) if self.p("residual") else None
-        base = prior(fit.tasks, len(fit)).astype(np.float32) if prior is not None else np.zeros_like(y)
-        target = torch.from_numpy(y - base)
-        module = _graph_module(**self._arch(fit))
-        opt = torch.optim.Adam(module.parameters(), lr=float(self.p("lr")), weight_decay=float(self.p("weight_decay")))
-        n = len(fit)
-        k = max(2, min(n, int(round(1.0 / float(self.p("mask_fraction"))))))
+    def batches(self, pre: Prelude, n: int) -> list:
+        """The training queries in ``round(1 / mask_fraction)`` folds: a step predicts one fold's edges from the
+        messages of the others."""
+        import torch
 
-        def run_epoch(epoch: int) -> float:
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for fold in torch.tensor_split(perm, k):
-                msg = torch.ones(n, dtype=torch.bool)
-                msg[fold] = False
-                tstate, cstate = module.states(x[msg], t[msg], e[msg], tmean)
-                pred = module.predict(x[fold], t[fold], tstate, cstate)
-                loss = torch.mean((pred - target[fold]) ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(fold)
-            return total / n
+        k = max(2, min(n, int(round(1.0 / self.hp.mask_fraction))))
+        return list(torch.tensor_split(torch.randperm(n, generator=pre.gen), k))
 
-        if not early_stop:
-            train_epochs(module, run_epoch, epochs)
-            return module, prior, (mu, sd), None
+    def batch_loss(self, module, pre: Prelude, extra: dict, fold):
+        import torch
 
-        vx, vt, vbase, vy = self.val_inputs(val, mu, sd, prior)
+        msg = torch.ones(len(pre.x), dtype=torch.bool)
+        msg[fold] = False
+        tstate, cstate = module.states(pre.x[msg], pre.t[msg], extra["e"][msg], extra["tmean"])
+        pred = module.predict(pre.x[fold], pre.t[fold], tstate, cstate)
+        return torch.mean((pred - pre.target[fold]) ** 2)
 
-        def evaluate() -> tuple[float, float]:
-            with torch.no_grad():
-                tstate, cstate = module.states(x, t, e, tmean)
-                u = module.predict(vx, vt, tstate, cstate).numpy().astype(np.float64) + vbase
-            return routed_value(u, vy), -float(np.mean((u - vy) ** 2))
-
-        stopper = train_early_stopping(module, run_epoch, evaluate, epochs=epochs, patience=int(self.p("patience")),
-                                       name="graph")
-        return module, prior, (mu, sd), stopper
+    def utilities(self, module, pre: Prelude, extra: dict, vx, vt):
+        tstate, cstate = module.states(pre.x, pre.t, extra["e"], extra["tmean"])
+        return module.predict(vx, vt, tstate, cstate)
 
     # prediction --------------------------------------------------------------------------------------------
     def numpy_members(self) -> list[dict[str, np.ndarray]]:

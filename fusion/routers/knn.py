@@ -9,12 +9,14 @@ router), and every k of the selection grid is scored from one ranking of the val
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from fusion.routers.base import ROUTERS, Router
+from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
 from fusion.routers.data import RoutingData
-from fusion.routers.features import DEFAULT_THREADS, blas_threads, routed_value
+from fusion.routers.features import DEFAULT_THREADS, limit_threads, routed_value
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +79,27 @@ def _top_means(sims: np.ndarray, y: np.ndarray, ks: list[int]) -> list[np.ndarra
     return [csum[:, min(k, kmax) - 1] / min(k, kmax) for k in ks]
 
 
+class KNNParams(SelectionParams):
+    k: int | None = Field(None, ge=1, description=f"neighbours averaged; None: chosen on validation from {K_GRID}")
+    scope: Literal["all", "task"] | None = Field(
+        None, description="neighbourhood: every training query, or those of the query's task; None: chosen on "
+                          "validation")
+    num_threads: ThreadCount = Field(DEFAULT_THREADS, description="BLAS threads while fitting and batch-routing")
+
+
 @ROUTERS.register("knn")
 class KNNRouter(Router):
     name = "knn"
+    Params = KNNParams
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        k, scope = self.params.get("k"), self.params.get("scope")
-        if k is not None and int(k) < 1:
-            raise ValueError(f"knn: k must be >= 1, got {k}")
-        if scope not in (None, "all", "task"):
-            raise ValueError(f"knn: scope must be 'all' or 'task', got {scope!r}")
+        k, scope = self.hp.k, self.hp.scope
         if k is None or scope is None:
             fit, val = self.selection_split(data, val)
             index, target = NeighbourIndex(_normalise(fit.X), fit.rewards_filled(), fit.tasks), val.rewards_filled()
             ks = [int(k)] if k else [g for g in K_GRID if g <= len(fit)]
             best = None
-            with blas_threads(self.param("num_threads", DEFAULT_THREADS)):
+            with limit_threads(self.hp.num_threads):
                 for s in [scope] if scope else ["all", "task"]:
                     for kk, U in zip(ks, index.neighbour_means(val.X, val.tasks, s, ks), strict=True):
                         score = routed_value(U, target)
@@ -113,6 +120,6 @@ class KNNRouter(Router):
         s = self.state
         X = np.asarray(X, dtype=np.float32)
         if len(X) > CHUNK:  # a large batch: keep BLAS to its thread budget (the call itself costs ~0.1 ms)
-            with blas_threads(self.param("num_threads", DEFAULT_THREADS)):
+            with limit_threads(self.hp.num_threads):
                 return self.index().neighbour_means(X, tasks, s["scope"], [s["k"]])[0]
         return self.index().neighbour_means(X, tasks, s["scope"], [s["k"]])[0]

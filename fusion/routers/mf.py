@@ -11,46 +11,38 @@ Trained with MSE on ``rewards_filled()`` (Adam with weight decay, minibatches of
 validation split by ``routed_value`` (the mean true reward of the argmax choice) with a patience, keeping the best
 epoch's weights (epoch 0, the untrained model, included). By default (``folds=5``) this is done once per disjoint,
 task-stratified validation fold and the router averages the five members' utilities (a cross-fitted ensemble: every
-training query is used for fitting and, once, for model selection; on LLMRouter/RouterBench validation splits it
-was steadier than one model). With ``folds=1`` one ``validation_fraction`` split is used, and ``refit`` then
+training query is used for fitting and, once, for model selection; see docs/benchmarks.md). With ``folds=1`` one ``validation_fraction`` split is used, and ``refit`` then
 retrains from the same initialisation on all the training queries for the chosen number of epochs.
 ``loss="centred"`` fits only the differences between candidates (the per-query mean error is removed).
 
 The model is linear in the embedding, so prediction needs no torch: the members' weights fold into one
 ``(d, c)`` matrix, one bias and one ``(T + 1, c)`` per-task table (task embedding, prior and the standardisation
 shift), computed once from ``state`` (:func:`fold_members`). Fitting runs with ``num_threads`` torch threads
-(default 1: more oversubscribe a shared 2-core machine, see :data:`fusion.routers.features.DEFAULT_THREADS`).
+(default 1, see :func:`fusion.routers.features.limit_threads`). The training loop is :func:`fit_loop`.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from fusion.routers.base import ROUTERS
 from fusion.routers.data import RoutingData
-from fusion.routers.features import DEFAULT_THREADS, TaskPrior, routed_value, task_index
-from fusion.routers.torch_fit import TorchRouter
+from fusion.routers.features import TaskPrior, task_index
+from fusion.routers.torch_fit import Prelude, TorchParams, TorchRouter
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "dim": 64,
-    "lr": 1e-3,
-    "epochs": 200,
-    "weight_decay": 1e-2,
-    "batch_size": 128,
-    "patience": 20,
-    "validation_fraction": 0.2,
-    "residual": True,
-    "task_embedding": True,
-    "dropout": 0.0,
-    "loss": "mse",
-    "folds": 5,
-    "refit": False,
-    "num_threads": DEFAULT_THREADS,
-}
+
+class MFParams(TorchParams):
+    dim: int = Field(64, ge=1, description="size of the latent space")
+    batch_size: int = Field(128, ge=1, description="queries per minibatch")
+    task_embedding: bool = Field(True, description="learn a task vector added to the projected query")
+    loss: Literal["mse", "centred"] = Field("mse", description="'centred' fits only differences between "
+                                                               "candidates (the per-query mean error removed)")
 
 
 def _mf_module(d: int, c: int, n_tasks: int, dim: int, use_task: bool, dropout: float):
@@ -82,70 +74,32 @@ def _mf_module(d: int, c: int, n_tasks: int, dim: int, use_task: bool, dropout: 
 @ROUTERS.register("mf")
 class MFRouter(TorchRouter):
     name = "mf"
-    defaults = DEFAULTS
+    Params = MFParams
 
     def build_module(self, **arch):
         return _mf_module(**arch)
 
     # fitting -----------------------------------------------------------------------------------------------
-    def check_params(self) -> None:
-        if self.p("loss") not in ("mse", "centred"):
-            raise ValueError(f"mf: loss must be 'mse' or 'centred', got {self.p('loss')!r}")
-
     def _arch(self, data: RoutingData) -> dict:
         return {"d": int(data.X.shape[1]), "c": len(data.candidates), "n_tasks": len(self.task_vocab),
-                "dim": int(self.p("dim")), "use_task": bool(self.p("task_embedding")),
-                "dropout": float(self.p("dropout"))}
+                "dim": self.hp.dim, "use_task": self.hp.task_embedding, "dropout": self.hp.dropout}
 
-    def _train(self, fit: RoutingData, val: RoutingData | None, seed: int, *, epochs: int, early_stop: bool):
+    def batches(self, pre: Prelude, n: int) -> list:
         import torch
 
-        from fusion.routers.torch_fit import seed_torch, train_early_stopping, train_epochs
+        perm = torch.randperm(n, generator=pre.gen)
+        return [perm[start:start + self.hp.batch_size] for start in range(0, n, self.hp.batch_size)]
 
-        gen = seed_torch(seed)
-        vocab = self.task_vocab
-        X = np.asarray(fit.X, dtype=np.float32)
-        mu, sd = X.mean(0), X.std(0) + 1e-6
-        y = fit.rewards_filled().astype(np.float32)
-        prior = TaskPrior.fit(fit.tasks, fit.rewards_filled()) if self.p("residual") else None
-        base = prior(fit.tasks, len(fit)).astype(np.float32) if prior is not None else np.zeros_like(y)
-        xt = torch.from_numpy((X - mu) / sd)
-        tt = torch.from_numpy(task_index(fit.tasks, vocab, len(fit)))
-        target = torch.from_numpy(y - base)
-        module = _mf_module(**self._arch(fit))
-        opt = torch.optim.Adam(module.parameters(), lr=float(self.p("lr")), weight_decay=float(self.p("weight_decay")))
-        bs = max(1, int(self.p("batch_size")))
-        centred = self.p("loss") == "centred"
+    def batch_loss(self, module, pre: Prelude, extra: dict, idx):
+        import torch
 
-        def run_epoch(epoch: int) -> float:
-            perm = torch.randperm(len(xt), generator=gen)
-            total = 0.0
-            for start in range(0, len(perm), bs):
-                idx = perm[start:start + bs]
-                diff = module(xt[idx], tt[idx]) - target[idx]
-                if centred:  # only the differences between candidates matter for routing
-                    diff = diff - diff.mean(1, keepdim=True)
-                loss = torch.mean(diff ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-            return total / len(perm)
+        diff = module(pre.x[idx], pre.t[idx]) - pre.target[idx]
+        if self.hp.loss == "centred":  # only the differences between candidates matter for routing
+            diff = diff - diff.mean(1, keepdim=True)
+        return torch.mean(diff ** 2)
 
-        if not early_stop:
-            train_epochs(module, run_epoch, epochs)
-            return module, prior, (mu, sd), None
-
-        vx, vt, vbase, vy = self.val_inputs(val, mu, sd, prior)
-
-        def evaluate() -> tuple[float, float]:
-            with torch.no_grad():
-                u = module(vx, vt).numpy().astype(np.float64) + vbase
-            return routed_value(u, vy), -float(np.mean((u - vy) ** 2))
-
-        stopper = train_early_stopping(module, run_epoch, evaluate, epochs=epochs, patience=int(self.p("patience")),
-                                       name="mf")
-        return module, prior, (mu, sd), stopper
+    def utilities(self, module, pre: Prelude, extra: dict, vx, vt):
+        return module(vx, vt)
 
     # prediction --------------------------------------------------------------------------------------------
     def folded(self) -> dict[str, np.ndarray]:

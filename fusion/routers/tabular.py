@@ -9,7 +9,7 @@ Prediction does not go through the scikit-learn estimator: the fitted weights ar
 (:func:`compile_model`; linear models and MLPs) and the task one-hot block of the design matrix is folded into a
 per-task row of the first layer, so routing one query costs a few small matrix products and no validation or
 object conversion. Estimators it does not know fall back to ``model.predict`` on the design matrix. Fitting runs
-with ``num_threads`` BLAS threads (default 1, see :data:`fusion.routers.features.DEFAULT_THREADS`).
+with ``num_threads`` BLAS threads (default 1, see :func:`fusion.routers.features.limit_threads`).
 """
 
 from __future__ import annotations
@@ -19,36 +19,53 @@ import logging
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from fusion.routers.base import Router
+from fusion.routers.base import Router, SelectionParams, ThreadCount
 from fusion.routers.data import RoutingData
-from fusion.routers.features import DEFAULT_THREADS, TaskPrior, blas_threads, design, routed_value, task_index
+from fusion.routers.features import (
+    DEFAULT_THREADS,
+    TaskPrior,
+    design,
+    limit_threads,
+    routed_value,
+    task_index,
+)
+
+
+class TabularParams(SelectionParams):
+    """What every scikit-learn regressor router takes. A parameter left at ``None`` is searched on the validation
+    split over the router's ``grid``."""
+
+    residual: bool | None = Field(None, description="learn the residual over the per-task prior; None: chosen on "
+                                                     "validation (True, False)")
+    task_weight: float = Field(1.0, ge=0, description="scale of the task one-hot block (0: no task input)")
+    num_threads: ThreadCount = Field(DEFAULT_THREADS, description="BLAS threads while fitting")
 
 logger = logging.getLogger(__name__)
 
 
 class RegressorRouter(Router):
-    #: hyper-parameter -> candidate values searched on the validation split (unless fixed in params)
+    Params = TabularParams
+    #: parameter -> values searched on the validation split when the parameter is None
     grid: ClassVar[dict[str, tuple]] = {}
-    #: fixed defaults for parameters that are not searched
-    defaults: ClassVar[dict[str, Any]] = {}
 
     def make_model(self, config: dict[str, Any], n_rows: int):
-        """A fresh scikit-learn regressor for ``config``, to be fitted on ``n_rows`` training rows."""
+        """A fresh scikit-learn regressor for ``config`` (the searched parameters; the others are read from
+        ``self.hp``), to be fitted on ``n_rows`` training rows."""
         raise NotImplementedError
 
     def _configs(self) -> list[dict[str, Any]]:
-        space = {"residual": (True, False), "task_weight": (1.0,), **self.grid}
-        keys = list(space)
-        values = [[self.params[k]] if k in self.params else list(space[k]) for k in keys]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+        space = {"residual": (True, False), "task_weight": (), **self.grid}
+        values = [[getattr(self.hp, k)] if getattr(self.hp, k) is not None else list(v) for k, v in space.items()]
+        return [dict(zip(space, combo, strict=True)) for combo in itertools.product(*values)]
 
     def _train(self, data: RoutingData, config: dict[str, Any]) -> dict[str, Any]:
         vocab = sorted({str(t) for t in data.tasks})
         y = data.rewards_filled()
         prior = TaskPrior.fit(data.tasks, y)
         target = y - prior(data.tasks, len(data)) if config["residual"] else y
-        model = self.make_model({**self.defaults, **config}, len(data))
+        model = self.make_model(config, len(data))
         model.fit(design(data.X, data.tasks, vocab, config["task_weight"]), target)
         return {"model": model, "prior": prior, "vocab": vocab, "config": config}
 
@@ -69,7 +86,7 @@ class RegressorRouter(Router):
         return pred + state["prior"](tasks, len(F)) if cfg["residual"] else pred
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
-        with blas_threads(self.param("num_threads", DEFAULT_THREADS)):
+        with limit_threads(self.hp.num_threads):
             self._select_and_fit(data, val)
 
     def _select_and_fit(self, data: RoutingData, val: RoutingData | None) -> None:

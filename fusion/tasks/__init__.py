@@ -8,10 +8,10 @@ Importing this package registers the tasks in :data:`TASKS`; it loads no data an
 ('math', 'gsm8k_number')
 """
 
-from fusion.tasks.base import DOMAINS, QUERY_COLUMNS, TASKS, HFSource, Task, TaskSourceError, get_task
+from fusion.tasks.base import DOMAINS, QUERY_COLUMNS, TASKS, HFSource, Task, TaskSourceError
 from fusion.tasks.loaders import load_queries
 from fusion.tasks.scoring import SCORERS, exact_match, get_scorer, normalize_answer, token_f1
-from fusion.tasks.suite import FUSIONBENCH_TASKS, SYNTHETIC_TASKS
+from fusion.tasks.suite import FUSIONBENCH_TASKS, SYNTHETIC_TASKS, get_task
 
 __all__ = [
     "DOMAINS",

@@ -3,7 +3,7 @@
 A :class:`Task` bundles what one benchmark needs: where its data lives (a Hugging Face id, config and split
 names), how one record of that data becomes a self-contained ``query`` and a string ``ground_truth``, the
 prompt wording for each mode, and the scorer named by ``metric``. Tasks are registered in :data:`TASKS` by
-:mod:`fusion.tasks.suite` when :mod:`fusion.tasks` is imported; nothing is loaded at import time.
+:mod:`fusion.tasks.suite` (which also holds :func:`~fusion.tasks.suite.get_task`); nothing is loaded at import time.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fusion.registry import Registry
+from fusion.tasks.domains import DOMAINS as DOMAIN_TASKS
+from fusion.tasks.domains import domain_of
 from fusion.tasks.prompts import PromptStyle
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
+    pass
 
-DOMAINS = ("math", "code", "commonsense", "world_knowledge", "reading", "popular")
+DOMAINS = tuple(DOMAIN_TASKS)  # the six domains, in FusionBench's order (the table is fusion.tasks.domains)
 
 # The query table: what every loader returns, all columns strings.
 QUERY_COLUMNS = ("query_id", "task", "domain", "split", "query", "ground_truth", "metric")
@@ -48,10 +50,10 @@ class HFSource:
 
 @dataclass(frozen=True)
 class Task:
-    """One benchmark. ``score`` is a pure function of (response, ground_truth) returning a float in [0, 1]."""
+    """One benchmark. ``score`` is a pure function of (response, ground_truth) returning a float in [0, 1]; its
+    domain comes from the task -> domain table (:mod:`fusion.tasks.domains`)."""
 
     name: str
-    domain: str
     metric: str
     description: str
     prompt_style: PromptStyle
@@ -60,9 +62,13 @@ class Task:
     generate: Generator | None = None
     hf: HFSource | None = None
 
+    @property
+    def domain(self) -> str:
+        return domain_of(self.name)
+
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
-            raise ValueError(f"task {self.name!r}: domain must be one of {DOMAINS}, got {self.domain!r}")
+            raise ValueError(f"task {self.name!r} is not in the task -> domain table (fusion.tasks.domains)")
         if (self.convert is None) == (self.generate is None):
             raise ValueError(
                 f"task {self.name!r} needs exactly one of convert (a dataset) or generate (synthetic)"
@@ -91,26 +97,9 @@ class Task:
             return score_code_many(responses, ground_truths, workers=workers)
         return [self.score(r, g) for r, g in zip(responses, ground_truths, strict=True)]
 
-    def load(
-        self, source: str, *, split: str = "test", limit: int | None = None, seed: int = 0
-    ) -> pd.DataFrame:
-        """Shortcut for :func:`fusion.tasks.loaders.load_queries` with this task."""
-        from fusion.tasks.loaders import load_queries
-
-        return load_queries(self, source, split=split, limit=limit, seed=seed)
-
 
 TASKS = Registry[Task]("task")
 
 
 def register_task(task: Task) -> Task:
     return TASKS.add(task.name, task)
-
-
-def get_task(name: str | Task) -> Task:
-    """The registered task called ``name`` (a :class:`Task` is returned as is)."""
-    if isinstance(name, Task):
-        return name
-    import fusion.tasks.suite  # noqa: F401  (registers the tasks; cheap, no data is loaded)
-
-    return TASKS.get(name)

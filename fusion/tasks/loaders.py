@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from fusion.log.schema import SPLITS, make_query_id
-from fusion.tasks.base import QUERY_COLUMNS, Task, TaskSourceError, get_task
+from fusion.tasks.base import QUERY_COLUMNS, Task, TaskSourceError
+from fusion.tasks.suite import get_task
 
 log = logging.getLogger(__name__)
 

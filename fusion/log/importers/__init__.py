@@ -28,20 +28,12 @@ from pathlib import Path
 import pandas as pd
 
 from fusion.log.importers import fusionbench, llmrouter, long, routerbench  # noqa: F401  (registration)
-from fusion.log.importers.common import (
-    DOMAINS,
-    IMPORTERS,
-    Imported,
-    LogImportError,
-    SourceNotFoundError,
-    UnknownFormatError,
-    domain_of,
-    finalize,
-    normalise_task_name,
-)
+from fusion.log.importers.errors import LogImportError, SourceNotFoundError, UnknownFormatError
 from fusion.log.importers.long import write_long
+from fusion.log.importers.registry import IMPORTERS, Imported, finalize
 from fusion.log.summary import MISSING_SCORE, ImportSummary, summarize
 from fusion.registry import UnknownNameError
+from fusion.tasks.domains import DOMAINS, domain_of, normalise_task_name
 
 logger = logging.getLogger(__name__)
 

@@ -14,23 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.log.importers.common import (
-    IMPORTERS,
-    ROW,
-    Imported,
-    LogImportError,
-    check_split_name,
-    domains_for,
-    examples,
-    hash_splits,
-    listing,
-    make_query_ids,
-    missing_score_errors,
-    mtime_utc,
-    normalise_tasks,
-    parse_numbers,
-    unknown_task_note,
-)
+from fusion.log.importers.errors import LogImportError
+from fusion.log.importers.files import mtime_utc
+from fusion.log.importers.registry import IMPORTERS, ROW, Imported
+from fusion.log.importers.splits import check_split_name, hash_splits, make_query_ids
+from fusion.log.importers.task_names import domains_for, normalise_tasks, unknown_task_note
+from fusion.log.importers.values import examples, listing, missing_score_errors, parse_numbers
 
 logger = logging.getLogger(__name__)
 

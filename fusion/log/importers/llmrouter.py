@@ -22,22 +22,16 @@ from typing import Any
 
 import pandas as pd
 
-from fusion.log.importers.common import (
-    IMPORTERS,
-    ROW,
-    Imported,
-    LogImportError,
-    domains_for,
+from fusion.log.importers.errors import LogImportError
+from fusion.log.importers.files import mtime_utc, read_jsonl_records
+from fusion.log.importers.registry import IMPORTERS, ROW, Imported, score_matrix_columns
+from fusion.log.importers.splits import make_query_ids
+from fusion.log.importers.task_names import normalise_tasks, unknown_task_note
+from fusion.log.importers.values import (
     estimate_tokens,
     examples,
     listing,
-    make_query_ids,
-    missing_score_errors,
-    mtime_utc,
-    normalise_tasks,
     parse_numbers,
-    read_jsonl_records,
-    unknown_task_note,
 )
 from fusion.log.schema import SPLITS
 
@@ -207,11 +201,7 @@ def import_llmrouter(src: Path) -> Imported:
 
     stats: dict[str, Any] = {"ignored_keys": {}, "unused_lines": [], "task_names": set()}
     long = pd.concat([_load_split(root, s, prices, notes, stats) for s in splits], ignore_index=True)
-    long["mode"] = "direct"
-    long["candidate"] = long["llm"] + ":direct"
-    long["domain"] = domains_for(long["task"])
-    long["error"] = missing_score_errors(long["performance"])
-    long["backend"] = f"import:{FORMAT}"
+    score_matrix_columns(long, FORMAT)
     long["prompt"] = pd.NA
     long["response"] = pd.NA
     long["output_tokens"] = pd.NA

@@ -19,17 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from fusion.log.importers.common import (
-    IMPORTERS,
-    ROW,
-    Imported,
-    LogImportError,
-    domains_for,
-    examples,
-    mtime_utc,
-    parse_numbers,
-    read_jsonl_records,
-)
+from fusion.log.importers.errors import LogImportError
+from fusion.log.importers.files import mtime_utc, read_jsonl_records
+from fusion.log.importers.registry import IMPORTERS, ROW, Imported
+from fusion.log.importers.task_names import domains_for
+from fusion.log.importers.values import examples, parse_numbers
 from fusion.log.schema import COLUMNS, MODES, coerce_log, validate_or_raise
 
 logger = logging.getLogger(__name__)

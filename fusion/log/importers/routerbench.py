@@ -20,22 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.log.importers.common import (
-    IMPORTERS,
-    ROW,
-    Imported,
-    LogImportError,
-    check_split_name,
-    domains_for,
-    listing,
-    make_query_ids,
-    missing_score_errors,
-    mtime_utc,
-    normalise_tasks,
-    parse_literal_text,
-    parse_numbers,
-    unknown_task_note,
-)
+from fusion.log.importers.errors import LogImportError
+from fusion.log.importers.files import mtime_utc
+from fusion.log.importers.registry import IMPORTERS, ROW, Imported, score_matrix_columns
+from fusion.log.importers.splits import check_split_name, make_query_ids
+from fusion.log.importers.task_names import normalise_tasks, unknown_task_note
+from fusion.log.importers.values import listing, parse_literal_text, parse_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -186,11 +176,7 @@ def import_routerbench(src: Path, *, split: str | None = None) -> Imported:
 
     response, raw_responses = parse_literal_text(long.pop("response_raw"))
     long["response"] = response
-    long["mode"] = "direct"
-    long["candidate"] = long["llm"] + ":direct"
-    long["domain"] = domains_for(long["task"])
-    long["error"] = missing_score_errors(long["performance"])
-    long["backend"] = f"import:{FORMAT}"
+    score_matrix_columns(long, FORMAT)
     eval_names = long.pop("eval_name")
 
     notes.append(

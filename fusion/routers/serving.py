@@ -1,0 +1,104 @@
+"""Serving a trained router: text in, candidate out. The MLflow pyfunc model (logged and registered by
+:func:`log_router_model`, loaded by :func:`predict_registered` or ``mlflow.pyfunc.load_model``) and the one
+prediction path it and ``fusion route predict`` share (:func:`predict_frame`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fusion.config import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+ROUTER_ARTIFACT = "router"
+
+
+def _router_model_class():
+    import mlflow.pyfunc
+
+    class RouterModel(mlflow.pyfunc.PythonModel):
+        """Text in, candidate out: embeds ``query`` with the router's encoder, then routes."""
+
+        def load_context(self, context) -> None:
+            from fusion.embedding import Encoder
+            from fusion.routers import load_router
+
+            self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
+            self.encoder = Encoder(self.router.meta["encoder"])
+
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+            return predict_frame(self.router, self.encoder, model_input)
+
+    return RouterModel
+
+
+def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
+    """The router's prediction on a frame with a ``query`` column (and an optional ``task``)."""
+    if "query" not in frame.columns:
+        raise ValueError("router input needs a 'query' column of texts")
+    from fusion.embedding import strip_prefixes
+
+    X = encoder.encode(strip_prefixes(frame["query"].astype(str).tolist(), router.meta.get("text_prefixes", [])))
+    tasks = frame["task"].astype(str).to_numpy() if "task" in frame.columns else None
+    U = router.predict_utility(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
+    out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])
+    out.insert(0, "candidate", [router.candidates[i] for i in np.argmax(U, axis=1)])
+    return out
+
+
+def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str],
+                     name: str = "router", encoder=None) -> str | None:
+    """Log the saved router as a pyfunc model (artifact path ``name``) in the active run and register it as a
+    new version of ``cfg.registered_router``; returns the version. The model's metadata holds the router, the
+    encoder reference, the candidate pool and the scenario; the version is tagged with them too. ``encoder``
+    (an :class:`fusion.embedding.Encoder` of the router's encoder) saves loading it again for the signature."""
+    if not cfg.enabled:
+        return None
+    import mlflow
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    from fusion.embedding import Encoder
+    from fusion.routers import load_router
+
+    router = load_router(router_dir)
+    example = pd.DataFrame({"query": example_queries[:3]})
+    if encoder is None or encoder.ref != router.meta["encoder"]:
+        encoder = Encoder(router.meta["encoder"])
+    output = infer_signature(example, predict_frame(router, encoder, example)).outputs
+    # `task` is optional: routers that use task identity read it when given
+    inputs = Schema([ColSpec("string", "query"), ColSpec("string", "task", required=False)])
+    signature = ModelSignature(inputs=inputs, outputs=output)
+    metadata = {"router": router.name, "candidates": router.candidates, "encoder": router.meta["encoder"],
+                "scenario": router.meta.get("scenario", {}), "alpha": router.meta["alpha"],
+                "beta": router.meta["beta"], "objective": router.meta.get("objective", "reward")}
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=_router_model_class()(),
+        artifacts={ROUTER_ARTIFACT: str(router_dir)},
+        signature=signature,
+        input_example=example,
+        code_paths=[str(Path(__file__).resolve().parents[1])],  # the whole fusion package
+        pip_requirements=["mlflow", "scikit-learn", "sentence-transformers", "pandas", "numpy", "joblib", "torch"],
+        registered_model_name=cfg.registered_router,
+        metadata=metadata,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in (("router", router.name), ("encoder", router.meta["encoder"]),
+                       ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"]))):
+        client.set_model_version_tag(cfg.registered_router, version, key, str(value)[:5000])
+    logger.info("registered %s version %s (%s)", cfg.registered_router, version, router.name)
+    return version
+
+
+def predict_registered(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Load a registered router (``models:/name@alias`` or ``models:/name/version``) and route ``frame``."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri).predict(frame)

@@ -1,0 +1,145 @@
+"""The import graph of the ``fusion`` package, read from the source with ``ast`` (module-level and function-level
+imports alike): what the architecture tests check dependencies and DVC stage dependencies against."""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = REPO_ROOT / "fusion"
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a ``fusion`` module (a package's ``__init__.py``), or None."""
+    parts = module.split(".")
+    base = REPO_ROOT.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def all_modules() -> list[str]:
+    out = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        rel = f.relative_to(REPO_ROOT).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out.append(".".join(parts))
+    return out
+
+
+@cache
+def imports_of(module: str) -> frozenset[str]:
+    """Every module (of any package) that ``module`` imports by name, anywhere in its source; for ``from a import
+    b`` the module ``a.b`` when it is a module, else ``a``."""
+    path = module_file(module)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import
+                base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_pkg else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                out.add(sub if module_file(sub) is not None else target)
+    return frozenset(out)
+
+
+def fusion_imports(module: str) -> set[str]:
+    return {m for m in imports_of(module) if (m == "fusion" or m.startswith("fusion.")) and module_file(m)}
+
+
+def closure(module: str) -> set[str]:
+    """``module`` and every ``fusion`` module it can reach through imports."""
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo.extend(fusion_imports(m) - seen)
+    return seen
+
+
+def cycles() -> list[list[str]]:
+    """Import cycles among the ``fusion`` modules (each as the list of modules around it)."""
+    graph = {m: fusion_imports(m) - {m} for m in all_modules()}
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            strong(v)
+    return out
+
+
+def registry_modules() -> dict[str, list[str]]:
+    """Code loaded without an import statement: modules a registry imports through ``importlib`` and the
+    sandbox's child program (run from its source text): the module that loads them -> the modules it loads."""
+    from fusion.backends.base import _LAZY
+    from fusion.routers.base import ROUTER_MODULES
+
+    return {"fusion.routers.base": [f"fusion.routers.{m}" for m in ROUTER_MODULES],
+            "fusion.backends.base": sorted(set(_LAZY.values())),
+            "fusion.tasks.sandbox": ["fusion.tasks.sandbox_child"]}
+
+
+def runner_closure(stage: str) -> set[str]:
+    """Every ``fusion`` module the stage's runner (``fusion.stages.<stage>``) can run, the packages imported on
+    the way (``__init__`` modules) and the modules its registries load included."""
+    dynamic = registry_modules()
+    seen, todo = set(), [f"fusion.stages.{stage}"]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        parts = m.split(".")
+        parents = [".".join(parts[:i]) for i in range(2, len(parts))]  # fusion.a of fusion.a.b (not fusion)
+        todo.extend(p for p in [*fusion_imports(m), *dynamic.get(m, []), *parents] if p not in seen and module_file(p))
+    return seen
+
+
+def missing_code_deps(stage: str, deps: list[str]) -> list[str]:
+    """The source files of the stage's runner closure that no entry of ``deps`` (files or folders, relative to
+    the repository) covers."""
+    covered = [REPO_ROOT / d for d in deps]
+    out = []
+    for m in sorted(runner_closure(stage)):
+        f = module_file(m)
+        if not any(f == c or c in f.parents for c in covered):
+            out.append(str(f.relative_to(REPO_ROOT)))
+    return out
