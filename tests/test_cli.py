@@ -42,3 +42,29 @@ def test_bad_params_exit_2_naming_the_key(tmp_path, repo_root):
     res = runner.invoke(app, ["queries", "--params", str(p)])
     assert res.exit_code == 2
     assert "collect.batch_sise" in res.output
+
+
+def test_tables_printed_to_a_pipe_are_whole(tmp_path, repo_root):
+    """`fusion report > file` keeps every column and number: no cut to 80 columns when stdout is not a terminal."""
+    import json
+    import subprocess
+    import sys
+
+    from routing_fixtures import cluster_log
+
+    from fusion.routers import build_routing_data, make_router
+    from fusion.routers.evaluation import evaluate_routers
+
+    log, emb = cluster_log(n_per_cluster=20)
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    name = "a-router-with-a-rather-long-name-to-widen-the-table"
+    metrics = evaluate_routers({name: make_router("knn", k=3).fit(data.split("train"))}, data.split("train"),
+                               data.split("test"))
+    (tmp_path / "params.yaml").write_text((repo_root / "params.yaml").read_text())
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "eval.json").write_text(json.dumps(metrics))
+    out = subprocess.run([sys.executable, "-c", "from fusion.cli import main; main()", "report", "--params",
+                          str(tmp_path / "params.yaml")], capture_output=True, text=True, check=True).stdout
+    assert name in out and "…" not in out
+    assert f"{metrics['overall'][name]['performance']:.3f}" in out
+    assert max(len(line) for line in out.splitlines()) > 80
