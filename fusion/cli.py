@@ -42,14 +42,18 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
     for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
-    if not verbose:  # the libraries' load/save progress bars too (ours stay: collection, fine-tuning)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not verbose:  # the libraries' own loggers and load/save progress bars too (ours stay: collection, training)
+        for k, v in {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                     "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
+            os.environ.setdefault(k, v)
     # libraries (great-expectations, mlflow, httpx, ...) log at WARNING unless --verbose; our own stages at INFO
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=_console(stderr=True), show_path=False)], force=True)
     for ours in ("fusion", "flows"):
         logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:  # libraries that set their own logger's level
+        for lib in ("great_expectations", "mlflow", "alembic", "sentence_transformers"):
+            logging.getLogger(lib).setLevel(logging.WARNING)
 
 
 def _params(path: Path):

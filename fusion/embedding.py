@@ -52,7 +52,7 @@ class Encoder:
         cache = self._load_cache()
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
         if missing:
-            logger.info("embedding %d new texts with %s (%d cached)", len(missing), self.ref, len(texts) - len(missing))
+            logger.debug("embedding %d new texts with %s (%d cached)", len(missing), self.ref, len(texts) - len(missing))
             vecs = self.model.encode(
                 [t for _, t in missing], batch_size=self.batch_size, normalize_embeddings=True,
                 show_progress_bar=progress, convert_to_numpy=True,

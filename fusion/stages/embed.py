@@ -27,5 +27,5 @@ def run(params: Params) -> Path:
             ml.log_metrics({"n_queries": len(emb), "dim": dim})
             ml.log_dict({"encoder": params.embed.encoder, "resolved": resolve_ref(params.embed.encoder),
                          "n_queries": len(emb), "dim": dim, "output": str(out)}, "embeddings.json")
-    logger.info("embed: %d queries with %s", len(emb), params.embed.encoder)
+    logger.info("embed: %d queries with %s (cache: %s)", len(emb), params.embed.encoder, params.paths.embedding_cache)
     return out
