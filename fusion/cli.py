@@ -22,6 +22,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(route_app, name="route")
 
+
 def _console(stderr: bool = False) -> Console:
     """A console that prints whole tables: to a terminal at its width, to a pipe or a file without cutting them
     to 80 columns."""
@@ -47,8 +48,13 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
                      "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
             os.environ.setdefault(k, v)
     # libraries (great-expectations, mlflow, httpx, ...) log at WARNING unless --verbose; our own stages at INFO
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False)
+    else:  # a pipe or a file: plain lines, not padded to a console width
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=_console(stderr=True), show_path=False)], force=True)
+                        handlers=[handler], force=True)
     for ours in ("fusion", "flows"):
         logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:  # libraries that set their own logger's level
@@ -354,7 +360,7 @@ def route_list() -> None:
 
     for n in router_names():
         cls = ROUTERS.get(n)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         hp = ", ".join(f"{k}[{f.default}]" for k, f in cls.Params.model_fields.items())
         console.print(f"{n}\t{doc}{'  (evaluation only)' if cls.evaluation_only else ''}"
                       + (f"\n\t{hp}" if hp else ""), markup=False, highlight=False)

@@ -32,6 +32,8 @@ class RandomRouter(Router):
 
 @ROUTERS.register("best-single")
 class BestSingleRouter(Router):
+    """Always the candidate with the best mean training reward."""
+
     name = "best-single"
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
@@ -43,6 +45,8 @@ class BestSingleRouter(Router):
 
 @ROUTERS.register("task-best")
 class TaskBestRouter(Router):
+    """The best candidate of the query's task on the training queries (best-single for an unseen task)."""
+
     name = "task-best"
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
