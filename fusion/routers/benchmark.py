@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion.rewards import SCENARIO_NAMES, resolve_scenario
+from fusion.rewards import resolve_scenario
 from fusion.routers.base import make_router
 from fusion.routers.baselines import BASELINES
 from fusion.routers.budget import CostModel, lambda_scale, penalised
@@ -135,8 +135,7 @@ def _curve_summaries(sweeps: dict, test: RoutingData, train: RoutingData) -> dic
 def run_benchmark(data: RoutingData, cfg: BenchConfig) -> dict:
     """All records (one per router x scenario) and the cost-quality curves, on ``data`` (all splits)."""
     for s in cfg.scenarios:
-        if s not in SCENARIO_NAMES:
-            raise ValueError(f"unknown scenario {s!r}; known: {', '.join(SCENARIO_NAMES)}")
+        resolve_scenario(s)  # an unknown name fails here, before any fit
     result: dict = {"candidates": list(data.candidates), "n_queries": len(data), "config": {
         "routers": cfg.routers, "scenarios": list(cfg.scenarios), "cv": cfg.cv, "seed": cfg.seed}}
     if cfg.cv:

@@ -109,13 +109,11 @@ class RoutingData:
         validation split from train). What training and benchmarking fit on."""
         return self.split("train"), (self.split("val") if (self.splits == "val").any() else None)
 
-    def under(self, scenario: Scenario, fit_mask: np.ndarray | None = None) -> RoutingData:
-        """The same queries under ``scenario``; with ``fit_mask`` the per-task normalisation is refitted on those
-        queries (e.g. one cross-validation fold's training part)."""
-        out = replace(self, alpha=scenario.alpha, beta=scenario.beta, objective=scenario.objective)
-        if fit_mask is not None:
-            return out.renormalised(fit_mask)
-        return out.with_judge() if scenario.objective == "judge" else out.with_weights(scenario.alpha, scenario.beta)
+    def under(self, scenario: Scenario, fit_mask: np.ndarray) -> RoutingData:
+        """The same queries under ``scenario``, with the per-task normalisation refitted on the queries of
+        ``fit_mask`` (e.g. one cross-validation fold's training part)."""
+        return replace(self, alpha=scenario.alpha, beta=scenario.beta, objective=scenario.objective
+                       ).renormalised(fit_mask)
 
     def with_weights(self, alpha: float, beta: float) -> RoutingData:
         """The same queries under another (alpha, beta) scenario (same normalisation)."""

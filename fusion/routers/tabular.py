@@ -56,7 +56,7 @@ class RegressorRouter(Router):
         raise NotImplementedError
 
     def _configs(self) -> list[dict[str, Any]]:
-        space = {"residual": (True, False), "task_weight": (), **self.grid}
+        space = {"residual": (True, False), "task_weight": (), **self.grid}  # task_weight: never None, never searched
         values = [[getattr(self.hp, k)] if getattr(self.hp, k) is not None else list(v) for k, v in space.items()]
         return [dict(zip(space, combo, strict=True)) for combo in itertools.product(*values)]
 
