@@ -1,6 +1,7 @@
-"""Serving a trained router: text in, candidate out. The MLflow pyfunc model (logged and registered by
-:func:`log_router_model`, loaded by :func:`predict_registered` or ``mlflow.pyfunc.load_model``) and the one
-prediction path it and ``fusion route predict`` share (:func:`predict_frame`)."""
+"""Serving a trained router: text in, candidate out. The MLflow pyfunc model (its code in
+:mod:`fusion.routers.pyfunc_model`; logged and registered by :func:`log_router_model`, loaded by
+:func:`predict_registered` or ``mlflow.pyfunc.load_model``) and the one prediction path it and
+``fusion route predict`` share (:func:`predict_frame`)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,9 @@ from fusion.config import TrackingConfig
 
 logger = logging.getLogger(__name__)
 
-ROUTER_ARTIFACT = "router"
-
-
-def _router_model_class():
-    import mlflow.pyfunc
-
-    class RouterModel(mlflow.pyfunc.PythonModel):
-        """Text in, candidate out: embeds ``query`` with the router's encoder, then routes."""
-
-        def load_context(self, context) -> None:
-            from fusion.embedding import Encoder
-            from fusion.routers import load_router
-
-            self.router = load_router(context.artifacts[ROUTER_ARTIFACT])
-            self.encoder = Encoder(self.router.meta["encoder"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-            return predict_frame(self.router, self.encoder, model_input)
-
-    return RouterModel
+#: the pyfunc model's code file (MLflow "models from code"): nothing is pickled
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+ROUTER_ARTIFACT = "router"  # the artifact holding the router's folder
 
 
 def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +63,7 @@ def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: lis
                 "beta": router.meta["beta"], "objective": router.meta.get("objective", "reward")}
     info = mlflow.pyfunc.log_model(
         name=name,
-        python_model=_router_model_class()(),
+        python_model=MODEL_CODE,
         artifacts={ROUTER_ARTIFACT: str(router_dir)},
         signature=signature,
         input_example=example,
@@ -93,7 +77,7 @@ def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: lis
     for key, value in (("router", router.name), ("encoder", router.meta["encoder"]),
                        ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"]))):
         client.set_model_version_tag(cfg.registered_router, version, key, str(value)[:5000])
-    logger.info("registered %s version %s (%s)", cfg.registered_router, version, router.name)
+    logger.debug("registered %s version %s (%s)", cfg.registered_router, version, router.name)
     return version
 
 
