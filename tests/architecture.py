@@ -60,15 +60,22 @@ def fusion_imports(module: str) -> set[str]:
     return {m for m in imports_of(module) if (m == "fusion" or m.startswith("fusion.")) and module_file(m)}
 
 
-def closure(module: str) -> set[str]:
-    """``module`` and every ``fusion`` module it can reach through imports."""
+def closure(module: str, *, runtime: bool = False) -> set[str]:
+    """``module`` and every ``fusion`` module it can reach through imports; with ``runtime``, also the packages
+    imported on the way (``__init__`` modules) and the code loaded without an import statement
+    (:func:`registry_modules`): everything that runs."""
+    dynamic = registry_modules() if runtime else {}
     seen, todo = set(), [module]
     while todo:
         m = todo.pop()
         if m in seen:
             continue
         seen.add(m)
-        todo.extend(fusion_imports(m) - seen)
+        nxt = [*fusion_imports(m), *dynamic.get(m, [])]
+        if runtime:
+            parts = m.split(".")
+            nxt += [".".join(parts[:i]) for i in range(2, len(parts))]  # fusion.a of fusion.a.b (not fusion)
+        todo.extend(p for p in nxt if p not in seen and module_file(p))
     return seen
 
 
@@ -118,19 +125,8 @@ def registry_modules() -> dict[str, list[str]]:
 
 
 def runner_closure(stage: str) -> set[str]:
-    """Every ``fusion`` module the stage's runner (``fusion.stages.<stage>``) can run, the packages imported on
-    the way (``__init__`` modules) and the modules its registries load included."""
-    dynamic = registry_modules()
-    seen, todo = set(), [f"fusion.stages.{stage}"]
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        parts = m.split(".")
-        parents = [".".join(parts[:i]) for i in range(2, len(parts))]  # fusion.a of fusion.a.b (not fusion)
-        todo.extend(p for p in [*fusion_imports(m), *dynamic.get(m, []), *parents] if p not in seen and module_file(p))
-    return seen
+    """Every ``fusion`` module the stage's runner (``fusion.stages.<stage>``) can run."""
+    return closure(f"fusion.stages.{stage}", runtime=True)
 
 
 def missing_code_deps(stage: str, deps: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from architecture import (
     cycles,
     imports_of,
     missing_code_deps,
+    module_file,
     runner_closure,
 )
 
@@ -52,7 +53,7 @@ def test_dvc_lists_the_code_each_stage_runs(stage):
 
 def test_the_dvc_dependency_check_fails_when_a_runner_module_is_removed():
     deps = _code_deps("train")
-    assert "fusion/stages/train.py" in runner_closure_files("train")
+    assert "fusion/stages/train.py" in {str(module_file(m).relative_to(REPO_ROOT)) for m in runner_closure("train")}
     assert missing_code_deps("train", [d for d in deps if d != "fusion/stages/train.py"]) == ["fusion/stages/train.py"]
     # a folder entry covers its modules; dropping it uncovers every one the stage runs
     without_routers = missing_code_deps("train", [d for d in deps if d != "fusion/routers"])
@@ -60,8 +61,3 @@ def test_the_dvc_dependency_check_fails_when_a_runner_module_is_removed():
     # a module reached only through a function-level import counts too (routers/data.py computes embeddings lazily)
     assert "fusion/embedding.py" in missing_code_deps("train", [d for d in deps if d != "fusion/embedding.py"])
 
-
-def runner_closure_files(stage: str) -> set[str]:
-    from architecture import module_file
-
-    return {str(module_file(m).relative_to(REPO_ROOT)) for m in runner_closure(stage)}
