@@ -207,3 +207,11 @@ def test_mlp_fits_a_tiny_log():
     data = build_routing_data(log, emb, 1.0, 0.0)
     router = make_router("mlp").fit(data.split("train"))
     assert router.predict_utility(data.X, data.tasks).shape == (len(data), 2)
+
+
+def test_parameters_of_routers_saved_before_typed_parameters_still_load():
+    """router.json files written before the typed parameters used budget's ``base_<key>`` and the encoder's
+    ``threads``: they still load, into the typed fields."""
+    assert make_router("budget", base="knn", base_k=3, base_scope="all", target_cost=1e-3).hp.base_params == \
+        {"k": 3, "scope": "all"}
+    assert make_router("encoder", threads=2).hp.num_threads == 2

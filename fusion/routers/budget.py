@@ -116,6 +116,16 @@ class BudgetParams(RouterParams):
     share_candidate: str | None = Field(None, description="the candidate whose share of calls is targeted")
     calibration_folds: int = Field(5, ge=2, description="cross-fitted base routers (one per fold)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_base_keys(cls, data: Any) -> Any:
+        """Routers saved before ``base_params`` gave the base router's parameters as ``base_<key>``."""
+        if isinstance(data, dict) and any(k.startswith("base_") and k != "base_params" for k in data):
+            data = dict(data)
+            old = {k[len("base_"):]: data.pop(k) for k in list(data) if k.startswith("base_") and k != "base_params"}
+            data["base_params"] = {**old, **data.get("base_params", {})}
+        return data
+
     @model_validator(mode="after")
     def _one_target(self) -> BudgetParams:
         if (self.target_cost is None) == (self.target_share is None):

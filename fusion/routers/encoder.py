@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from fusion.models.refs import MINILM
 from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
@@ -74,7 +74,8 @@ class EncoderParams(SelectionParams):
     grad_clip: float | None = Field(1.0, gt=0, description="gradient-norm clip (None: none)")
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
     num_threads: ThreadCount = Field(None, description="torch threads while fitting and routing (None: leave "
-                                                       "torch's setting)")
+                                                       "torch's setting)",
+                                     validation_alias=AliasChoices("num_threads", "threads"))  # routers saved before
     progress: bool = Field(True, description="a progress bar while training")
 
 
