@@ -167,12 +167,12 @@ def pipeline(params: Path = PARAMS) -> None:
     from fusion.routers.report import evaluation_table
 
     p = params.resolve()
-    entry = p.parent / FLOW_ENTRYPOINT
-    if not entry.parent.joinpath("pipeline.py").is_file():
-        console.print(f"[red]no flow at {entry.parent / 'pipeline.py'}: run from the project folder[/red]")
+    flow_file = p.parent / FLOW_ENTRYPOINT.partition(":")[0]
+    if not flow_file.is_file():
+        console.print(f"[red]no flow at {flow_file}: run from the project folder[/red]")
         raise typer.Exit(2)
     _params(p)  # fail on bad parameters before the flow starts
-    result = load_flow_from_entrypoint(str(entry))(params_path=str(p))
+    result = load_flow_from_entrypoint(str(p.parent / FLOW_ENTRYPOINT))(params_path=str(p))
     console.print(evaluation_table(result["evaluate"]))
     _print_decision(result["promote"])
 
@@ -244,7 +244,7 @@ def route_predict(
 
 
 def _load_routing(log_path: Path, fmt: str | None, embeddings: Path | None, encoder: str, cache: Path,
-                  scenario: str = "performance_first"):
+                  scenario=None):
     """:func:`fusion.routers.data.load_routing_data` on a canonical log, or on any log an importer reads (with
     ``fmt``; its import summary printed)."""
     from fusion.embedding import Encoder
@@ -256,7 +256,7 @@ def _load_routing(log_path: Path, fmt: str | None, embeddings: Path | None, enco
 
         log, summary = import_log(log_path, fmt)
         console.print(summary.to_table())
-    return load_routing_data(log, embeddings=embeddings, scenario=scenario,
+    return load_routing_data(log, embeddings=embeddings, scenario=scenario or "performance_first",
                              encoder=None if embeddings else Encoder(encoder, cache, 64))
 
 
@@ -344,7 +344,7 @@ def route_train(
 
     try:
         sc = resolve_scenario(scenario)
-        log, data = _load_routing(log_path, fmt, embeddings, encoder, cache, scenario)
+        log, data = _load_routing(log_path, fmt, embeddings, encoder, cache, sc)
         r = train_router(router, data, log, encoder=encoder, scenario=sc, seed=seed, params=_router_params(param))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         console.print(f"[red]train failed: {exc}[/red]")
