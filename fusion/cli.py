@@ -284,8 +284,19 @@ def route_benchmark(
     log_path: Path = LOG_ARG, fmt: str | None = FMT_OPT, embeddings: Path | None = EMB_OPT,
     encoder: str = ENC_OPT, cache: Path = CACHE_OPT,
     routers: str = typer.Option("knn,mlp,svm", help="comma-separated learned routers (baselines always run)"),
-    scenarios: str = typer.Option("performance_first,balance,cost_first", help="comma-separated scenarios"),
+    scenarios: str = typer.Option("performance_first,balance,cost_first",
+                                  help="comma-separated scenarios; 'floor': each router at the least cost that "
+                                       "keeps best-single's performance"),
     cv: int | None = typer.Option(None, "--cv", help="K-fold cross-validation stratified by task"),
+    task_blind: bool = typer.Option(False, "--task-blind", help="hide the test queries' tasks from the routers "
+                                    "(they infer them; task-best still gets them, marked as needing labels)"),
+    blind_training: bool = typer.Option(False, "--blind-training", help="with --task-blind: train the routers "
+                                        "without task labels too"),
+    leave_task_out: bool = typer.Option(False, "--leave-task-out", help="hold out each task in turn (train on the "
+                                        "others, test on it): per-task results and their mean"),
+    floor: float = typer.Option(1.0, "--floor", help="the floor scenario's quality floor, as a share of "
+                                "best-single's performance"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples of the 95%% intervals (0: none)"),
     seed: int = typer.Option(0, "--seed"),
     json_path: Path | None = typer.Option(None, "--json", help="write every record as JSON here"),
     plot_path: Path | None = typer.Option(None, "--plot", help="write the cost-quality plane (PNG) here"),
@@ -296,10 +307,15 @@ def route_benchmark(
     from fusion.routers.report import benchmark_table, plot_benchmark
     from fusion.tracking import flat_metrics
 
+    if task_blind and leave_task_out:
+        console.print("[red]--task-blind and --leave-task-out are two protocols: give one[/red]")
+        raise typer.Exit(2)
+    protocol = "leave-task-out" if leave_task_out else "task-blind" if task_blind else "standard"
     try:
         _, data = _load_routing(log_path, fmt, embeddings, encoder, cache)
         cfg = BenchConfig(routers={r: {} for r in routers.split(",") if r}, scenarios=tuple(scenarios.split(",")),
-                          cv=cv, seed=seed)
+                          cv=cv, seed=seed, protocol=protocol, blind_training=blind_training, floor=floor,
+                          bootstrap=bootstrap)
         result = run_benchmark(data, cfg)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         console.print(f"[red]benchmark failed: {exc}[/red]")
@@ -318,9 +334,10 @@ def route_benchmark(
         mlflow.set_experiment("route-benchmark")
         with mlflow.start_run(run_name=f"benchmark {log_path.name}"):
             mlflow.log_params({"log": str(log_path), "routers": routers, "scenarios": scenarios, "cv": cv,
-                               "seed": seed})
+                               "seed": seed, "protocol": protocol, "blind_training": blind_training})
             for r in result["records"]:
-                mlflow.log_metrics(flat_metrics({k: v for k, v in r.items() if k != "per_task"},
+                mlflow.log_metrics(flat_metrics({k: v for k, v in r.items() if k not in ("per_task",
+                                                                                         "floor_calibration")},
                                                 f"{r['scenario']}.{r['router']}."))
             mlflow.log_dict(result, "benchmark.json")
             if plot_path:

@@ -103,6 +103,9 @@ class RouterConfig(_Strict):
 
 class EvaluateConfig(_Strict):
     split: str = "test"
+    #: also evaluate every router served without the queries' task (as a client that sends none): the routers
+    #: infer it, and the report says which path each query took
+    task_blind: bool = True
 
 
 class PromoteConfig(_Strict):

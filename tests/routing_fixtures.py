@@ -98,3 +98,27 @@ def sqlite_tracking(root, experiment: str, model: str):
 
     return TrackingConfig(uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "art"), experiment=experiment,
                           registered_router=model)
+
+
+def separable_task_log(n_per_task: int = 40, n_tasks: int = 3, seed: int = 0, dim: int = 16):
+    """Tasks whose queries lie in separate regions of the embedding space (task ``k`` around axis ``k``), and
+    three candidates: on each task a different one is right, so the task (given, or inferred from the
+    embedding) is what routing needs. Candidate ``C`` is right on half of every task's queries (axis ``dim-1``
+    side), which only the text (the embedding) tells."""
+    rng = np.random.default_rng(seed)
+    rows, emb = [], []
+    for k in range(n_tasks):
+        for i in range(n_per_task):
+            qid = f"s{k}-{i:03d}"
+            v = rng.normal(0, 0.08, dim)
+            v[k] += 1.0
+            side = (i // 4) % 2 == 0
+            v[dim - 1] += 0.5 if side else -0.5
+            emb.append((qid, (v / np.linalg.norm(v)).astype(np.float32)))
+            split = "test" if i % 4 == 0 else "train"
+            good = "C" if side else "AB"[k % 2]
+            for cand in ("A", "B", "C"):
+                rows.append(dict(query_id=qid, task=f"task{k}", split=split, query=f"task {k} query {i}", llm=cand,
+                                 mode="direct", candidate=f"{cand}:direct", backend="test", cost_usd=0.001,
+                                 performance=1.0 if cand == good else 0.0))
+    return coerce_log(pd.DataFrame(rows)), _emb(emb)

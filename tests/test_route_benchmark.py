@@ -71,3 +71,40 @@ def test_benchmark_refuses_bad_input(fb_csv, cache, tmp_path):
     res = runner.invoke(app, ["route", "train", str(fb_csv), "--format", "fusionbench", "--cache", str(cache),
                               "--router", "oracle", "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "evaluation only" in res.output
+
+
+def test_task_blind_and_leave_task_out_protocols_with_the_floor(fb_csv, cache, tmp_path):
+    """Both protocols run on any importable log (here a FusionBench CSV of two tasks), with the floor scenario,
+    bootstrap intervals and the path each query took."""
+    out = tmp_path / "lto.json"
+    res = runner.invoke(app, ["route", "benchmark", str(fb_csv), "--format", "fusionbench", "--cache", str(cache),
+                              "--routers", "knn,cluster", "--scenarios", "performance_first,floor",
+                              "--leave-task-out", "--bootstrap", "200", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["protocol"] == "leave-task-out" and result["held_out_tasks"] == ["mbpp", "winogrande"]
+    recs = {(r["router"], r["scenario"]): r for r in result["records"]}
+    knn = recs[("knn", "performance_first")]
+    assert knn["folds"] == 2 and set(knn["per_task"]) == {"mbpp", "winogrande"}
+    # the held-out task is never known: inferred from the query or routed by the text alone
+    assert set(knn["route_paths"]) <= {"inferred", "text-only"}
+    assert set(recs[("task-best", "performance_first")]["route_paths"]) == {"prior"}
+    ci = knn["ci95"]["performance_vs_best-single"]
+    assert ci["lo"] <= ci["mean"] <= ci["hi"]
+    floor = recs[("knn", "floor")]
+    assert "cost_saving_vs_best_single" in floor and "performance_share_of_best_single" in floor
+    assert "leave-task-out" in res.output and "[95% CI]" in res.output.replace("\n", "") or "CI" in res.output
+
+    out = tmp_path / "blind.json"
+    res = runner.invoke(app, ["route", "benchmark", str(fb_csv), "--format", "fusionbench", "--cache", str(cache),
+                              "--routers", "knn,mlp", "--scenarios", "performance_first", "--cv", "3",
+                              "--task-blind", "--bootstrap", "100", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    recs = {r["router"]: r for r in result["records"]}
+    assert result["protocol"] == "task-blind" and "tasks hidden" in result["evaluation"]
+    assert recs["task-best"]["needs_labels"] and set(recs["task-best"]["route_paths"]) == {"task"}
+    assert set(recs["mlp"]["route_paths"]) <= {"inferred", "text-only"}
+    res = runner.invoke(app, ["route", "benchmark", str(fb_csv), "--format", "fusionbench", "--cache", str(cache),
+                              "--task-blind", "--leave-task-out"])
+    assert res.exit_code == 2 and "two protocols" in res.output

@@ -225,3 +225,23 @@ def test_log_axis_rule_and_label_shortening():
     assert shorten_label("meta-llama/Llama-3.1-8B-Instruct") == "Llama-3.1-8B-Instruct"
     short = shorten_label("x/" + "a" * 40)
     assert len(short) == 22 and "\u2026" in short
+
+
+def test_paired_bootstrap_interval():
+    from fusion.routers.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0.05, 0.2, 2000)
+    ci = paired_bootstrap(diff, n_boot=500, seed=1)
+    assert ci["lo"] < ci["mean"] < ci["hi"] and ci["lo"] > 0  # a clear positive difference
+    assert ci["hi"] - ci["lo"] == pytest.approx(2 * 1.96 * 0.2 / np.sqrt(2000), rel=0.2)
+    assert paired_bootstrap(diff, n_boot=500, seed=1) == ci  # seeded
+    # grouped: the mean of the group means, each group resampled within itself
+    g = np.array(["a"] * 10 + ["b"] * 1990)
+    d = np.concatenate([np.ones(10), np.zeros(1990)])
+    out = paired_bootstrap(d, g, n_boot=200)
+    assert out["mean"] == pytest.approx(0.5) and out["lo"] == out["hi"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="groups and diff"):
+        paired_bootstrap(d, g[:5])
+    with pytest.raises(ValueError, match="diff contains a NaN"):
+        paired_bootstrap([0.1, np.nan])

@@ -155,5 +155,5 @@ def test_numpy_prediction_matches_the_torch_modules(name, variant):
     tasks = test.tasks.copy()
     tasks[0] = "zzz"
     for t in (tasks, None):
-        np.testing.assert_allclose(router.predict_utility(test.X, t), _torch_utilities(router, test.X, t),
+        np.testing.assert_allclose(router._utility(test.X, t), _torch_utilities(router, test.X, t),
                                    rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 FAST = {
     "mf": {"epochs": 30}, "graph": {"epochs": 30},
     "budget": {"base": "knn", "base_params": {"k": 3}, "target_cost": 0.004},
+    "ensemble": {"members": ["knn", "cluster", "mlp"]},
     "encoder": {"epochs": 2, "batch_size": 8, "max_length": 16, "progress": False, "num_threads": 2},
 }
 
@@ -32,7 +33,7 @@ def store(tmp_path_factory):
 
 def test_the_list_is_complete():
     assert set(router_names(deployable_only=True)) == {"random", "best-single", "task-best", "knn", "mlp", "svm", "mf",
-                                                       "graph", "encoder", "budget"}
+                                                       "graph", "encoder", "budget", "cluster", "ensemble"}
 
 
 @pytest.mark.parametrize("name", sorted(set(router_names(deployable_only=True))))
@@ -54,5 +55,14 @@ def test_router_round_trips_through_mlflow(name, store, tiny_bert):  # noqa: F81
     got = predict_registered(f"models:/rt/{version}", frame)
     want = predict_frame(router, enc, frame)
     assert list(got["candidate"]) == list(want["candidate"])
+    assert list(got["route_path"]) == list(want["route_path"])
+    np.testing.assert_allclose(got.filter(like="utility:").to_numpy(), want.filter(like="utility:").to_numpy(),
+                               rtol=1e-5, atol=1e-6)
+    # served without `task` (as most clients send it): the same path column through MLflow, never silent
+    blind = frame[["query"]]
+    got, want = predict_registered(f"models:/rt/{version}", blind), predict_frame(router, enc, blind)
+    assert list(got["route_path"]) == list(want["route_path"])
+    assert set(got["route_path"]) <= ({"inferred", "text-only"} if router.uses_tasks or name in ("budget", "ensemble") else
+                                      {"prior"} if name == "task-best" else {"text-only"})
     np.testing.assert_allclose(got.filter(like="utility:").to_numpy(), want.filter(like="utility:").to_numpy(),
                                rtol=1e-5, atol=1e-6)

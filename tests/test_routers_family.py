@@ -9,12 +9,12 @@ from fusion.routers.base import router_names
 from fusion.routers.budget import calibrate_cost_weight, calibrate_share
 from fusion.routers.evaluation import evaluate_router
 
-SKLEARN_ROUTERS = ["knn", "mlp", "svm"]
+SKLEARN_ROUTERS = ["knn", "mlp", "svm", "cluster", "ensemble"]
 
 
 def test_registry_lists_the_family():
     names = router_names()
-    for n in ["random", "best-single", "task-best", "oracle", "knn", "mlp", "svm", "budget"]:
+    for n in ["random", "best-single", "task-best", "oracle", "knn", "mlp", "svm", "budget", "cluster", "ensemble"]:
         assert n in names
     assert "oracle" not in router_names(deployable_only=True)
 
@@ -149,6 +149,31 @@ def test_budget_router_meets_share_target_on_held_out_data(tradeoff):
         make_router("budget").fit(train)
 
 
+def test_budget_floor_meets_the_quality_floor_at_lower_cost(tradeoff, tmp_path):
+    from fusion.routers.budget import calibrate_floor
+
+    log, emb = tradeoff
+    data = build_routing_data(log, emb, 1.0, 0.0)
+    train, test = data.split("train"), data.split("test")
+    router = make_router("budget", base="knn", floor=0.9).fit(train)
+    floor = router.meta["floor"]
+    assert floor["floor_met"] and floor["oof_performance"] >= floor["target_performance"]
+    assert floor["target_performance"] == pytest.approx(0.9 * floor["oof_best_single_performance"])
+    m = evaluate_router(router, train, test)["overall"]
+    assert m["router"]["cost"] < 0.7 * m["best-single"]["cost"]  # much cheaper ...
+    assert m["router"]["performance"] >= 0.87 * m["best-single"]["performance"]  # ... at the floor (test noise)
+    loose = make_router("budget", base="knn", floor=0.8).fit(train)
+    assert evaluate_router(loose, train, test)["overall"]["router"]["cost"] < m["router"]["cost"]
+    again = load_router(router.save(tmp_path / "floor"))
+    np.testing.assert_allclose(again.predict_utility(test.X, test.tasks), router.predict_utility(test.X, test.tasks))
+    # best-single's own performance is out of this knn's reach here: it says so and routes at its best
+    assert make_router("budget", base="knn", floor=1.0).fit(train).meta["floor"]["floor_met"] is False
+    # an unreachable floor: the best performance the weights give, and it says so
+    perf = np.array([[1.0, 0.0], [0.0, 1.0]])
+    lam, reached = calibrate_floor(perf, np.array([[1.0, 2.0], [1.0, 2.0]]), perf, np.ones((2, 2)), 2.0)
+    assert lam == 0.0 and not reached["floor_met"] and reached["oof_performance"] == 1.0
+
+
 @pytest.mark.parametrize("name", ["mlp", "svm"])
 @pytest.mark.parametrize("residual", [True, False])
 def test_regressor_numpy_prediction_matches_the_estimator(name, residual, tmp_path):
@@ -159,20 +184,20 @@ def test_regressor_numpy_prediction_matches_the_estimator(name, residual, tmp_pa
     train, test = data.split("train"), data.split("test")
     router = make_router(name, residual=residual, task_weight=0.5).fit(train)
     tasks = test.tasks.copy()
-    tasks[0] = "zzz"  # an unseen task: no one-hot, the overall prior
+    tasks[0] = "zzz"  # an unseen task: no one-hot, the overall prior (the model itself, without inference)
     st = router.state
     ref = np.asarray(st["model"].predict(design(test.X, tasks, st["vocab"], 0.5)), dtype=float)
     if residual:
         ref = ref + st["prior"](tasks, len(tasks))
-    u = router.predict_utility(test.X, tasks)
+    u = router._utility(test.X, tasks, None)
     assert router.compiled(st) is not None  # the numpy path was taken
     np.testing.assert_allclose(u, ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError):  # a wrong embedding size still fails (through the estimator)
-        router.predict_utility(test.X[:, :3], tasks)
-    np.testing.assert_allclose(router.predict_utility(test.X, tasks), u)
+        router._utility(test.X[:, :3], tasks, None)
+    np.testing.assert_allclose(router._utility(test.X, tasks, None), u)
     reloaded = load_router(router.save(tmp_path / name))
     assert "fast" not in reloaded.state  # derived, not saved
-    np.testing.assert_allclose(reloaded.predict_utility(test.X, tasks), u)
+    np.testing.assert_allclose(reloaded._utility(test.X, tasks, None), u)
 
 
 @pytest.mark.parametrize("scope", ["all", "task"])
@@ -183,7 +208,7 @@ def test_knn_grouped_search_matches_brute_force(scope, k):
     train, test = data.split("train"), data.split("test")
     router = make_router("knn", k=k, scope=scope).fit(train)
     tasks = test.tasks.copy()
-    tasks[:2] = "zzz"  # unseen: searches every training row
+    tasks[:2] = "zzz"  # unseen: searches every training row (the index itself, without inference)
     Xtr = train.X / np.linalg.norm(train.X, axis=1, keepdims=True)
     Xq = test.X / np.linalg.norm(test.X, axis=1, keepdims=True)
     y = train.rewards_filled()
@@ -194,10 +219,10 @@ def test_knn_grouped_search_matches_brute_force(scope, k):
         sims = Xtr[rows] @ x
         top = rows[np.argsort(-sims)[:k]]
         expected.append(y[top].mean(0))
-    np.testing.assert_allclose(router.predict_utility(test.X, tasks), np.array(expected), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(router._utility(test.X, tasks), np.array(expected), rtol=1e-6, atol=1e-9)
     # a large batch (chunked) gives the same as row by row
     big = np.tile(test.X, (200, 1))
-    np.testing.assert_allclose(router.predict_utility(big, np.tile(tasks, 200)), np.tile(expected, (200, 1)),
+    np.testing.assert_allclose(router._utility(big, np.tile(tasks, 200)), np.tile(expected, (200, 1)),
                                rtol=1e-6, atol=1e-9)
 
 

@@ -10,8 +10,18 @@ description per field, unknown keys refused) in its class attribute ``Params``; 
 ``self.hp.<name>``. Building a router validates its parameters, so a misspelt or ill-typed key fails before any
 training, naming the router and the key (:class:`RouterParamError`).
 
+Routers that use task identity (``uses_tasks``) also learn to do without it (:class:`TaskParams`): each fits a
+:class:`fusion.routers.task_inference.TaskModel` on its training queries and a *text-only* part (by default a twin
+of itself trained with no task labels). :meth:`Router.predict` routes a query with a known task label by it; a
+query without one (or with a task never seen) by the task posterior, which weights the router's task-conditioned
+utilities (the expected utility over the tasks the query may belong to); and a query far from every known task by
+the text-only part. It returns which path each query took (``task``, ``inferred``, ``text-only``; ``prior`` for
+routers that fall back to the overall prior, such as the ``task-best`` baseline), so a degradation is visible.
+``task_labels: false`` trains a router that never sees a label (for logs without them).
+
 Saved routers are a folder: ``router.json`` (name, parameters, candidates, scenario, reward normalisation,
-encoder, task vocabulary) plus the router's own state file(s).
+encoder, task vocabulary) plus the router's own state file(s), the task model (``task_model.joblib``) and the
+text-only twin (``text-only/``).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import joblib
 import numpy as np
@@ -29,13 +39,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fusion.registry import Registry
 from fusion.rewards import TaskNormaliser
 from fusion.routers.data import RoutingData
+from fusion.routers.features import task_index
+from fusion.routers.task_inference import NO_TASK, PATH_INFERRED, PATH_PRIOR, PATH_TASK, PATH_TEXT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fusion.routers.task_inference import TaskModel
 
 ROUTERS: Registry[type[Router]] = Registry("router")
 META_FILE = "router.json"
 STATE_FILE = "state.joblib"
 
 # every router module, imported on first use of the registry (each registers itself; heavy imports are lazy)
-ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "budget")
+ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "budget", "cluster", "ensemble")
+TASK_MODEL_FILE = "task_model.joblib"
+TEXT_ONLY_DIR = "text-only"
+#: task posteriors below this share of a query's mass are dropped (the rest renormalised) when mixing utilities
+MIN_POSTERIOR = 0.01
 
 
 class RouterParams(BaseModel):
@@ -50,6 +69,15 @@ class SelectionParams(RouterParams):
 
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training queries carved out "
                                        "for model selection when no validation split is given")
+
+
+class TaskParams(SelectionParams):
+    """Parameters of routers that use task identity (and infer it when a query comes without one)."""
+
+    task_labels: bool = Field(True, description="train with the task labels; False: never see them (logs "
+                                                "without labels; every query is then routed by its text)")
+    ood_quantile: float = Field(0.02, ge=0, lt=1, description="share of held-out training queries flagged as far "
+                                "from every known task (sets the out-of-distribution threshold; 0: never flag)")
 
 
 #: the ``num_threads`` parameter: BLAS/torch threads while fitting (None or 0: leave the libraries' setting)
@@ -81,8 +109,16 @@ class Router(ABC):
     Params: ClassVar[type[RouterParams]] = RouterParams
     #: True for routers that need the true outcomes of the queries they route (the oracle): evaluation only.
     evaluation_only: ClassVar[bool] = False
+    #: True for baselines that need the task label and infer none (``task-best``): marked as such in task-blind
+    #: evaluations
+    needs_labels: ClassVar[bool] = False
     #: True for routers that read the query text (they re-encode it themselves) rather than the embedding.
     uses_texts: ClassVar[bool] = False
+    #: True for routers that use task identity: they take :class:`TaskParams` and infer the task when absent.
+    uses_tasks: ClassVar[bool] = False
+    #: for ``uses_tasks`` routers: their text-only part is a twin trained without task labels (False: the router
+    #: overrides :meth:`_text_only_utility`)
+    text_only_twin: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed = int(seed)
@@ -93,17 +129,41 @@ class Router(ABC):
         self.candidates: list[str] = []
         self.meta: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
+        #: task inference (``uses_tasks`` routers trained with labels; None otherwise or for old saved routers)
+        self.task_model: TaskModel | None = None
+        #: the text-only part (a twin trained without task labels), for queries far from every known task
+        self.text_only: Router | None = None
+
+    @property
+    def labelled(self) -> bool:
+        """True for a router that routes by task labels it was trained with (and infers them when absent)."""
+        return self.uses_tasks and bool(self.hp.task_labels)
 
     def fit(self, data: RoutingData, val: RoutingData | None = None) -> Router:
         """Fit on ``data`` (the training split). ``val``, when given, is the validation split for model
         selection; routers that need one and get none carve it from ``data`` with ``validation_fraction``."""
         if len(data) == 0:
             raise ValueError(f"{self.name}: no training queries")
+        if self.uses_tasks and not self.hp.task_labels:
+            data, val = data.without_tasks(), (val.without_tasks() if val is not None else None)
         self.candidates = list(data.candidates)
         self.meta.update(alpha=data.alpha, beta=data.beta, objective=data.objective,
                          normaliser=data.normaliser.to_dict(), task_vocab=sorted({str(t) for t in data.tasks}),
                          n_train=len(data))
         self._fit(data, val)
+        self.task_model, self.text_only = None, None
+        if self.labelled:
+            from fusion.routers.task_inference import TaskModel
+
+            self.task_model = TaskModel.fit(data.X, data.tasks, seed=self.seed, ood_quantile=self.hp.ood_quantile)
+            self.meta["task_model"] = {"holdout_accuracy": self.task_model.holdout_accuracy,
+                                       "temperature": self.task_model.temperature,
+                                       "ood_threshold": self.task_model.threshold}
+            if self.text_only_twin:
+                self.text_only = make_router(self.name, seed=self.seed, **{**self.params, "task_labels": False})
+                self.text_only.meta.update({k: v for k, v in self.meta.items() if k not in ("task_vocab", "n_train",
+                                                                                             "task_model")})
+                self.text_only.fit(data, val)
         return self
 
     def selection_split(self, data: RoutingData, val: RoutingData | None) -> tuple[RoutingData, RoutingData]:
@@ -115,9 +175,68 @@ class Router(ABC):
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None: ...
 
     @abstractmethod
+    def _utility(self, X: np.ndarray, tasks: np.ndarray | None, texts: np.ndarray | None) -> np.ndarray:
+        """(n, c) estimated reward of each candidate given the tasks as they are (the router's own model;
+        :meth:`predict` decides which tasks it sees)."""
+
+    def _text_only_utility(self, X: np.ndarray, texts: np.ndarray | None) -> np.ndarray:
+        """(n, c) utilities from the query alone (the twin trained without task labels)."""
+        if self.text_only is None:
+            raise RuntimeError(f"{self.name}: no text-only part (fit the router again)")
+        return self.text_only.predict_utility(X, None, texts)
+
+    def predict(self, X: np.ndarray, tasks: np.ndarray | None = None, texts: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, c) estimated reward of each candidate, and (n,) the path each query took (see the module doc)."""
+        n = len(X) if X is not None else len(texts)
+        if texts is not None and len(texts) != n:
+            raise ValueError(f"{self.name}: got {len(texts)} texts for {n} queries")
+        if not self.uses_tasks:
+            return self._utility(X, tasks, texts), np.full(n, self.unlabelled_path(tasks, n), dtype=object)
+        if not self.hp.task_labels:
+            return self._utility(X, np.full(n, NO_TASK, dtype=object), texts), np.full(n, PATH_TEXT, dtype=object)
+        vocab = self.task_vocab
+        known = task_index(tasks, vocab, n) < len(vocab)
+        if known.all() or self.task_model is None:  # routers saved before task inference: the overall prior
+            return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
+        paths = np.full(n, PATH_TASK, dtype=object)
+        X = np.asarray(X) if X is not None else None
+        rest = np.flatnonzero(~known)
+        # no embeddings (a router that reads the texts, given only those): nothing to infer the task from
+        ood = self.task_model.is_ood(X[rest]) if X is not None else np.ones(len(rest), dtype=bool)
+        U = np.zeros((n, len(self.candidates)))
+        if known.any():
+            k = np.flatnonzero(known)
+            U[k] = self._utility(_take(X, k), np.asarray(tasks, dtype=object)[k], _take(texts, k))
+        inf, txt = rest[~ood], rest[ood]
+        if len(inf):
+            U[inf] = self._mixture(_take(X, inf), _take(texts, inf), self.task_model.posterior(X[inf]))
+            paths[inf] = PATH_INFERRED
+        if len(txt):
+            U[txt] = self._text_only_utility(_take(X, txt), _take(texts, txt))
+            paths[txt] = PATH_TEXT
+        return U, paths
+
+    def _mixture(self, X: np.ndarray, texts: np.ndarray | None, P: np.ndarray) -> np.ndarray:
+        """Sum over tasks of posterior x the task-conditioned utilities (tasks under :data:`MIN_POSTERIOR`
+        dropped, the rest renormalised): the expected utility when the task is uncertain."""
+        P = np.where(P >= MIN_POSTERIOR, P, 0.0)
+        P /= P.sum(1, keepdims=True)
+        rows, cols = np.nonzero(P)
+        vocab = np.asarray(self.task_model.vocab, dtype=object)
+        Ue = self._utility(X[rows], vocab[cols], _take(texts, rows))
+        U = np.zeros((len(X), Ue.shape[1]))
+        np.add.at(U, rows, P[rows, cols][:, None] * Ue)
+        return U
+
+    def unlabelled_path(self, tasks: np.ndarray | None, n: int) -> str:
+        """The path of a router that infers no task: ``text-only`` (routers that use no task)."""
+        return PATH_TEXT
+
     def predict_utility(self, X: np.ndarray, tasks: np.ndarray | None = None,
                         texts: np.ndarray | None = None) -> np.ndarray:
-        """(n, c) estimated reward of each candidate."""
+        """(n, c) estimated reward of each candidate (:meth:`predict` without the paths)."""
+        return self.predict(X, tasks, texts)[0]
 
     def predict_data(self, data: RoutingData) -> np.ndarray:
         """Utilities on a whole RoutingData (what evaluation calls; the oracle overrides it)."""
@@ -153,6 +272,10 @@ class Router(ABC):
                 **self.meta}
         (path / META_FILE).write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
         self._save_state(path)
+        if self.task_model is not None:
+            joblib.dump(self.task_model.to_dict(), path / TASK_MODEL_FILE)
+        if self.text_only is not None:
+            self.text_only.save(path / TEXT_ONLY_DIR)
         return path
 
     def _save_state(self, path: Path) -> None:
@@ -219,7 +342,19 @@ def load_router(path: str | Path) -> Router:
     router.candidates = meta["candidates"]
     router.meta = {k: v for k, v in meta.items() if k not in ("router", "seed", "params", "candidates")}
     router._load_state(path)
+    if (path / TASK_MODEL_FILE).is_file():
+        from fusion.routers.task_inference import TaskModel
+
+        router.task_model = TaskModel.from_dict(joblib.load(path / TASK_MODEL_FILE))
+    if (path / TEXT_ONLY_DIR / META_FILE).is_file():
+        router.text_only = load_router(path / TEXT_ONLY_DIR)
     return router
+
+
+def _take(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    if a is None:
+        return None
+    return (a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object))[idx]
 
 
 def _import_all() -> None:

@@ -11,7 +11,8 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS, Router
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior
+from fusion.routers.features import TaskPrior, task_index
+from fusion.routers.task_inference import PATH_PRIOR, PATH_TASK
 
 #: the baselines every evaluation and benchmark reports beside the learned routers, in this order
 BASELINES = ("random", "best-single", "task-best", "oracle")
@@ -26,7 +27,7 @@ class RandomRouter(Router):
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         pass
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return np.random.default_rng(self.seed).random((len(X), len(self.candidates)))
 
 
@@ -39,21 +40,28 @@ class BestSingleRouter(Router):
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         self.state = {"mean": data.rewards_filled().mean(0)}
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return np.tile(self.state["mean"], (len(X), 1))
 
 
 @ROUTERS.register("task-best")
 class TaskBestRouter(Router):
-    """The best candidate of the query's task on the training queries (best-single for an unseen task)."""
+    """The best candidate of the query's task on the training queries (best-single for an unseen task). A
+    baseline that needs task labels: it infers none (path ``prior`` for a query without a known task)."""
 
     name = "task-best"
+    needs_labels = True
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         self.state = {"prior": TaskPrior.fit(data.tasks, data.rewards_filled()).to_dict()}
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return TaskPrior.from_dict(self.state["prior"])(tasks, len(X))
+
+    def predict(self, X, tasks=None, texts=None):
+        n = len(X)
+        known = task_index(tasks, self.task_vocab, n) < len(self.task_vocab)
+        return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
 
 
 @ROUTERS.register("oracle")
@@ -66,7 +74,7 @@ class OracleRouter(Router):
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         pass
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         raise TypeError("the oracle router needs the true outcomes: it is for evaluation only (use predict_data)")
 
     def predict_data(self, data: RoutingData) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Budget mode: route under a target mean cost per query, or a target share of calls to a named candidate.
+"""Budget mode: route under a target mean cost per query, a target share of calls to a named candidate, or at the
+least cost that keeps a quality floor.
 
 RouteLLM calibrates one threshold so that a chosen share of queries goes to the strong model; here the same idea
 works for N candidates. A base router trained on performance alone (Performance First) gives ``perf_hat`` (n, c);
@@ -7,6 +8,12 @@ a cost model gives ``cost_hat`` (n, c) in USD; a cost weight ``lam`` routes to `
 test split) so that the routed system's mean true cost meets the target. For a share target a bias ``b`` on the named
 candidate's utility is calibrated the same way. The chosen cost of ``argmax(u - lam * c)`` never increases with
 ``lam``, so the bisection is well posed.
+
+The ``floor`` mode (RouteLLM's threshold calibration generalised to N candidates) turns it round: the cheapest
+routing whose cross-fitted performance stays at or above ``floor`` times best-single's (best-single also
+cross-fitted: the candidate with the best mean performance on each fold's training part, scored on the fold).
+Performance is not monotone in ``lam``, so a grid of cost weights is scanned (:func:`calibrate_floor`) and the one
+with the lowest out-of-fold cost among those meeting the floor is kept.
 """
 
 from __future__ import annotations
@@ -84,6 +91,29 @@ def calibrate_cost_weight(perf_hat: np.ndarray, cost_hat: np.ndarray, true_cost:
     return hi
 
 
+FLOOR_GRID = 200
+
+
+def calibrate_floor(perf_hat: np.ndarray, cost_hat: np.ndarray, true_perf: np.ndarray, true_cost: np.ndarray,
+                    target_performance: float) -> tuple[float, dict]:
+    """The cost weight whose routed mean true cost is lowest among those whose routed mean true performance is
+    at least ``target_performance`` (a grid of 0 and ``FLOOR_GRID`` log-spaced weights); when none reaches the
+    floor, the weight with the best performance. Returns the weight and what it reached."""
+    rows = np.arange(len(perf_hat))
+    scale = lambda_scale(perf_hat, cost_hat)
+    best, fallback = None, None
+    for lam in np.concatenate([[0.0], scale * np.logspace(-3, 4, FLOOR_GRID)]):
+        idx = np.argmax(penalised(perf_hat, cost_hat, lam), axis=1)
+        p, c = float(true_perf[rows, idx].mean()), float(true_cost[rows, idx].mean())
+        if p >= target_performance - 1e-12 and (best is None or c < best[2] - 1e-15):
+            best = (float(lam), p, c)
+        if fallback is None or p > fallback[1]:
+            fallback = (float(lam), p, c)
+    lam, p, c = best or fallback
+    return lam, {"oof_performance": p, "oof_cost": c, "target_performance": float(target_performance),
+                 "floor_met": best is not None}
+
+
 def calibrate_share(U: np.ndarray, index: int, target_share: float) -> float:
     """The bias on candidate ``index`` whose routed share of calls is closest to ``target_share`` from below."""
     if not 0 <= target_share <= 1:
@@ -114,6 +144,8 @@ class BudgetParams(RouterParams):
     target_cost: float | None = Field(None, gt=0, description="target mean cost per query (USD)")
     target_share: float | None = Field(None, ge=0, le=1, description="target share of calls to share_candidate")
     share_candidate: str | None = Field(None, description="the candidate whose share of calls is targeted")
+    floor: float | None = Field(None, gt=0, description="quality floor: the cheapest routing whose cross-fitted "
+                                "performance is at least this share of best-single's (1.0: best-single's)")
     calibration_folds: int = Field(5, ge=2, description="cross-fitted base routers (one per fold)")
 
     @model_validator(mode="before")
@@ -128,8 +160,8 @@ class BudgetParams(RouterParams):
 
     @model_validator(mode="after")
     def _one_target(self) -> BudgetParams:
-        if (self.target_cost is None) == (self.target_share is None):
-            raise ValueError("give exactly one of target_cost (USD/query) or target_share")
+        if sum(x is not None for x in (self.target_cost, self.target_share, self.floor)) != 1:
+            raise ValueError("give exactly one of target_cost (USD/query), target_share or floor")
         return self
 
 
@@ -184,7 +216,22 @@ class BudgetRouter(Router):
                 C[held] = cm(perf.tasks[held], int(held.sum()))
             self.bases.append(base)
             self.cost_models.append(cm)
-        if target_cost is not None:
+        if self.hp.floor is not None:
+            raw = np.nan_to_num(perf.perf, nan=0.0)
+            bs = np.zeros(len(perf))
+            for f in range(k):  # cross-fitted best-single: best mean performance on the fold's training part
+                held = folds == f
+                if held.any():
+                    bs[held] = raw[held][:, int(np.argmax(raw[~held].mean(0)))]
+            target = float(self.hp.floor) * float(bs.mean())
+            lam, reached = calibrate_floor(U, C, raw, np.nan_to_num(perf.cost, nan=0.0), target)
+            if not reached["floor_met"]:
+                logger.warning("budget: no cost weight keeps the out-of-fold performance at the floor %.4f "
+                               "(best %.4f): routing at the best performance instead", target,
+                               reached["oof_performance"])
+            self.state = {"lam": lam, "bias": 0.0, "index": -1, "folds": k}
+            self.meta["floor"] = {**reached, "oof_best_single_performance": float(bs.mean())}
+        elif target_cost is not None:
             lam = calibrate_cost_weight(U, C, np.nan_to_num(perf.cost, nan=0.0), float(target_cost))
             self.state = {"lam": lam, "bias": 0.0, "index": -1, "folds": k}
         else:
@@ -194,19 +241,25 @@ class BudgetRouter(Router):
         self.meta["calibration"] = {**self.state, "n_calibration": len(perf)}
         logger.info("budget: calibrated %s on %d out-of-fold queries", self.meta["calibration"], len(perf))
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
+        return self.predict(X, tasks, texts)[0]
+
+    def predict(self, X, tasks=None, texts=None) -> tuple[np.ndarray, np.ndarray]:
+        """The fold routers' utilities (each infers the task itself when a query has none; the paths are theirs)
+        with the calibrated cost weight or bias."""
         X = np.asarray(X, dtype=np.float32)
         U = np.zeros((len(X), len(self.candidates)))
+        paths = np.empty(len(X), dtype=object)
         folds = fold_of(X, self.state["folds"])
         for f in np.unique(folds):
             m = folds == f
             t = None if tasks is None else np.asarray(tasks)[m]
             s = None if texts is None else np.asarray(texts, dtype=object)[m]
-            U[m] = penalised(self.bases[f].predict_utility(X[m], t, s), self.cost_models[f](t, int(m.sum())),
-                             self.state["lam"])
+            u, paths[m] = self.bases[f].predict(X[m], t, s)
+            U[m] = penalised(u, self.cost_models[f](t, int(m.sum())), self.state["lam"])
         if self.state["index"] >= 0:
             U[:, self.state["index"]] += self.state["bias"]
-        return U
+        return U, paths
 
     def _save_state(self, path: Path) -> None:
         import joblib

@@ -134,6 +134,13 @@ class RoutingData:
         out = replace(self, perf_n=perf_n, cost_n=cost_n, normaliser=norm)
         return out.with_judge() if self.objective == "judge" else out.with_weights(self.alpha, self.beta)
 
+    def without_tasks(self) -> RoutingData:
+        """The same queries with every task label replaced by one constant (what a router trained with
+        ``task_labels: false`` sees; the reward keeps its per-task normalisation)."""
+        from fusion.routers.task_inference import NO_TASK
+
+        return replace(self, tasks=np.full(len(self), NO_TASK, dtype=object))
+
     def rewards_filled(self) -> np.ndarray:
         """Reward with unknown cells (errors) set to the lowest reward seen: what routers learn and are scored on."""
         r = self.reward

@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import AliasChoices, Field
 
 from fusion.models.refs import MINILM
-from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
+from fusion.routers.base import ROUTERS, Router, TaskParams, ThreadCount
 from fusion.routers.data import RoutingData
 from fusion.routers.features import TaskPrior, limit_threads, routed_value
 from fusion.routers.torch_fit import fit_loop, optimiser_step
@@ -48,7 +48,7 @@ ENCODER_DIR = "encoder"
 HEAD_FILE = "head.pt"
 
 
-class EncoderParams(SelectionParams):
+class EncoderParams(TaskParams):
     model: str = Field(MINILM, description="the encoder: a local folder or a pkg: reference")
     residual: bool = Field(True, description="regress the reward minus the per-task prior")
     max_length: int = Field(128, ge=2, description="tokens per query at most")
@@ -233,6 +233,7 @@ class EncoderRouter(Router):
     name = "encoder"
     Params = EncoderParams
     uses_texts = True
+    uses_tasks = True
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         super().__init__(seed=seed, **params)
@@ -415,7 +416,7 @@ class EncoderRouter(Router):
                 out[idx] = u.float().cpu().numpy()
         return out
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         if self._net is None:
             raise RuntimeError("encoder router is not fitted (call fit or load_router first)")
         prepared = self._texts(texts, None if X is None else len(X))

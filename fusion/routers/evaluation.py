@@ -56,12 +56,15 @@ def split_fingerprint(data: RoutingData) -> str:
     return hashlib.sha1("\n".join(sorted(map(str, data.query_ids))).encode()).hexdigest()[:12]
 
 
-def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: RoutingData) -> dict:
+def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: RoutingData,
+                     task_blind: bool = False) -> dict:
     """Every router in ``routers`` (name -> fitted router) and the baselines on ``test``.
 
     Returns ``overall`` and ``per_task`` blocks (method -> performance, cost, reward), the methods in order
     (baselines first), per-router ``gap_recovered`` and gains over best-single / task-best, each method's
-    ``routing_distribution``, and ``best_router``: the learned router with the highest mean reward."""
+    ``routing_distribution``, and ``best_router``: the learned router with the highest mean reward. With
+    ``task_blind``, also ``task_blind``: each learned router served without the queries' task (performance, cost,
+    reward and ``route_paths``, the share of queries routed by each path)."""
     if len(test) == 0:
         raise ValueError("evaluation split has no queries")
     results = {"random": _expected_random(test)}
@@ -73,6 +76,13 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
             raise ValueError(f"router {name!r} was trained on candidates {router.candidates}, the evaluation log "
                              f"has {test.candidates}")
         results[name] = outcome(test, np.argmax(router.predict_data(test), axis=1))
+    blind = {}
+    if task_blind:
+        for name, router in routers.items():
+            U, paths = router.predict(test.X, None, test.texts)
+            res = outcome(test, np.argmax(U, axis=1))
+            blind[name] = {**{k: res[k] for k in MEASURES},
+                           "route_paths": {p: float(np.mean(paths == p)) for p in sorted(set(paths))}}
     methods = [*BASELINES[:-1], *[r for r in routers if r not in BASELINES], "oracle"]
     bs, tb, orc = (results[m]["reward"] for m in BASELINES[1:])
     learned = list(routers)
@@ -91,6 +101,7 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
         "gain_over_best_single": {m: results[m]["reward"] - bs for m in learned},
         "gain_over_task_best": {m: results[m]["reward"] - tb for m in learned},
         "routing_distribution": {m: results[m]["routing_distribution"] for m in methods},
+        **({"task_blind": blind} if task_blind else {}),
     }
 
 

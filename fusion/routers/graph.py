@@ -198,7 +198,7 @@ class GraphRouter(TorchRouter):
         """The members in numpy form (see :func:`numpy_member`), built once per fitted or loaded state."""
         return self.derived("numpy", lambda: [numpy_member(m, self.task_vocab) for m in self.state["members"]])
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
         s = self.state
         X = self.check_embeddings(X)

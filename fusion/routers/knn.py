@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
+from fusion.routers.base import ROUTERS, Router, TaskParams, ThreadCount
 from fusion.routers.data import RoutingData
 from fusion.routers.features import DEFAULT_THREADS, limit_threads, routed_value
 
@@ -79,7 +79,7 @@ def _top_means(sims: np.ndarray, y: np.ndarray, ks: list[int]) -> list[np.ndarra
     return [csum[:, min(k, kmax) - 1] / min(k, kmax) for k in ks]
 
 
-class KNNParams(SelectionParams):
+class KNNParams(TaskParams):
     k: int | None = Field(None, ge=1, description=f"neighbours averaged; None: chosen on validation from {K_GRID}")
     scope: Literal["all", "task"] | None = Field(
         None, description="neighbourhood: every training query, or those of the query's task; None: chosen on "
@@ -91,6 +91,8 @@ class KNNParams(SelectionParams):
 class KNNRouter(Router):
     name = "knn"
     Params = KNNParams
+    uses_tasks = True
+    text_only_twin = False  # the text-only part is the same index searched over every training query
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         k, scope = self.hp.k, self.hp.scope
@@ -116,10 +118,14 @@ class KNNRouter(Router):
         s = self.state
         return self.derived("index", lambda: NeighbourIndex(s["X"], s["y"], s["tasks"]))
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _text_only_utility(self, X, texts=None) -> np.ndarray:
+        return self._utility(X, None, texts, scope="all")
+
+    def _utility(self, X, tasks=None, texts=None, scope: str | None = None) -> np.ndarray:
         s = self.state
+        scope = scope or s["scope"]
         X = np.asarray(X, dtype=np.float32)
         if len(X) > CHUNK:  # a large batch: keep BLAS to its thread budget (the call itself costs ~0.1 ms)
             with limit_threads(self.hp.num_threads):
-                return self.index().neighbour_means(X, tasks, s["scope"], [s["k"]])[0]
-        return self.index().neighbour_means(X, tasks, s["scope"], [s["k"]])[0]
+                return self.index().neighbour_means(X, tasks, scope, [s["k"]])[0]
+        return self.index().neighbour_means(X, tasks, scope, [s["k"]])[0]

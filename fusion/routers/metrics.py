@@ -12,7 +12,8 @@ chooses between a weak and a strong model:
 * :func:`apgr` -- average PGR over the share of calls sent to the strong model, in [0, 1];
 * :func:`cpt` -- call-performance threshold, the smallest share of strong calls that reaches a target PGR.
 
-And :func:`gap_recovered`, the share of the best-single-to-oracle gap a router closes.
+And :func:`gap_recovered`, the share of the best-single-to-oracle gap a router closes, and
+:func:`paired_bootstrap`, the 95% interval of a mean per-query difference between two routers on the same queries.
 
 All functions are pure numpy and validate their input: empty arrays, mismatched lengths, NaN or infinite
 values raise a :class:`ValueError` with the offending argument's name.
@@ -34,6 +35,7 @@ __all__ = [
     "cpt",
     "gap_recovered",
     "non_decreasing_convex_hull",
+    "paired_bootstrap",
     "pgr",
 ]
 
@@ -308,3 +310,37 @@ def gap_recovered(router: float, best_single: float, oracle: float) -> float | N
     if o == b:
         return None
     return (r - b) / (o - b)
+
+
+# ------------------------------------------------------------------------------------------------- intervals
+
+
+def paired_bootstrap(diff: ArrayLike, groups: ArrayLike | None = None, *, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """The mean of per-query differences ``diff`` (router A minus router B on the same queries) and its
+    percentile bootstrap interval, resampling queries (pairs) with replacement.
+
+    With ``groups`` (e.g. the held-out task of each query) the statistic is the mean of the per-group means and
+    queries are resampled within their group (a stratified bootstrap), so each group keeps its weight."""
+    d = _as_1d("diff", diff)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        parts = [d]
+    else:
+        g = np.asarray(groups)
+        if g.shape != d.shape:
+            raise ValueError(f"groups and diff differ in length: {g.size} != {d.size}")
+        parts = [d[g == k] for k in np.unique(g)]
+    stats = np.zeros(n_boot)
+    for part in parts:  # the mean over groups of each group's resampled mean
+        for start in range(0, n_boot, 200):
+            b = min(200, n_boot - start)
+            stats[start:start + b] += part[rng.integers(0, len(part), (b, len(part)))].mean(1)
+    stats /= len(parts)
+    alpha = (1 - level) / 2
+    return {"mean": float(np.mean([p.mean() for p in parts])), "lo": float(np.quantile(stats, alpha)),
+            "hi": float(np.quantile(stats, 1 - alpha))}

@@ -106,7 +106,7 @@ class MFRouter(TorchRouter):
         """The ensemble as one linear map (see :func:`fold_members`), built once per fitted or loaded state."""
         return self.derived("folded", lambda: fold_members(self.state["members"], self.task_vocab))
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         """The mean over the ensemble members (one per validation fold) of each member's utilities."""
         X = self.check_embeddings(X)
         f = self.folded()

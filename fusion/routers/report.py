@@ -32,6 +32,14 @@ def evaluation_markdown(metrics: dict) -> str:
         dist = ", ".join(f"`{c}` {s:.0%}" for c, s in metrics["routing_distribution"][m].items() if s > 0)
         lines.append(f"| {m} | {metrics['gain_over_best_single'][m]:+.3f} | {metrics['gain_over_task_best'][m]:+.3f} "
                      f"| {'n/a' if gr is None else f'{gr:.3f}'} | {dist} |")
+    if metrics.get("task_blind"):
+        lines += ["", "Served without the queries' task (as a client that sends none; the routers infer it):", "",
+                  "| router | performance | cost (USD/query) | reward | Δ reward vs task given | paths |",
+                  "|---|---|---|---|---|---|"]
+        for m, v in metrics["task_blind"].items():
+            paths = ", ".join(f"{p} {s:.0%}" for p, s in v["route_paths"].items() if s > 0)
+            lines.append(f"| {m} | {v['performance']:.3f} | {v['cost']:.6f} | {v['reward']:.3f} | "
+                         f"{v['reward'] - metrics['overall'][m]['reward']:+.3f} | {paths} |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,17 +89,27 @@ def benchmark_table(result: dict):
 
     t = Table(title=f"Routers on {result['n_queries']} queries × {len(result['candidates'])} candidates "
                     f"({result['evaluation']})")
-    for col in ("scenario", "router", "performance", "cost $/q", "reward", "Δ best-single", "Δ task-best",
-                "gap recovered", "AIQ"):
-        t.add_column(col, justify="left" if col in ("scenario", "router") else "right")
+    for col in ("scenario", "router", "performance", "cost $/q", "reward", "Δ perf best-single [95% CI]",
+                "Δ perf task-best [95% CI]", "gap recovered", "AIQ", "paths"):
+        t.add_column(col, justify="left" if col in ("scenario", "router", "paths") else "right")
     curves = (result.get("curves") or {}).get("routers", {})
     last = None
     for r in result["records"]:
         sd = f"±{r['performance_std']:.3f}" if "performance_std" in r else ""
         gr = "—" if r["gap_recovered"] is None else f"{r['gap_recovered']:.3f}"
         a = curves.get(r["router"], {}).get("aiq") if r["scenario"] == "performance_first" else None
-        t.add_row(r["scenario"] if r["scenario"] != last else "", r["router"], f"{r['performance']:.3f}{sd}",
-                  f"{r['cost']:.6f}", f"{r['reward']:.3f}", f"{r['gain_over_best_single']:+.3f}",
-                  f"{r['gain_over_task_best']:+.3f}", gr, "" if a is None else f"{a:.3f}")
+        name = r["router"] + (" (labels)" if r.get("needs_labels") else "")
+        paths = ", ".join(f"{p} {v:.0%}" for p, v in r.get("route_paths", {}).items() if v > 0)
+        t.add_row(r["scenario"] if r["scenario"] != last else "", name, f"{r['performance']:.3f}{sd}",
+                  f"{r['cost']:.6f}", f"{r['reward']:.3f}", _ci(r, "performance_vs_best-single"),
+                  _ci(r, "performance_vs_task-best"), gr, "" if a is None else f"{a:.3f}", paths)
         last = r["scenario"]
     return t
+
+
+def _ci(rec: dict, key: str) -> str:
+    """``+0.012 [-0.004, +0.027]`` from a record's bootstrap interval (``0`` for the baseline itself)."""
+    ci = rec.get("ci95", {}).get(key)
+    if ci is None:
+        return "0" if key.endswith(rec["router"]) else "—"
+    return f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"

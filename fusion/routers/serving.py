@@ -22,16 +22,22 @@ ROUTER_ARTIFACT = "router"  # the artifact holding the router's folder
 
 
 def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
-    """The router's prediction on a frame with a ``query`` column (and an optional ``task``)."""
+    """The router's prediction on a frame with a ``query`` column (and an optional ``task``): the chosen
+    ``candidate``, the ``route_path`` each query took (``task``: its known label; ``inferred``: the task inferred
+    from the query; ``text-only``: far from every known task, or a router that uses none; ``prior``: the overall
+    prior) and a ``utility:<candidate>`` column per candidate. A missing or empty ``task`` is inferred."""
     if "query" not in frame.columns:
         raise ValueError("router input needs a 'query' column of texts")
     from fusion.embedding import strip_prefixes
 
     X = encoder.encode(strip_prefixes(frame["query"].astype(str).tolist(), router.meta.get("text_prefixes", [])))
-    tasks = frame["task"].astype(str).to_numpy() if "task" in frame.columns else None
-    U = router.predict_utility(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
+    tasks = None
+    if "task" in frame.columns:  # a missing value (None/NaN/"") is no label: the router infers it
+        tasks = frame["task"].where(frame["task"].notna(), "").astype(str).to_numpy(dtype=object)
+    U, paths = router.predict(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
     out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])
     out.insert(0, "candidate", [router.candidates[i] for i in np.argmax(U, axis=1)])
+    out.insert(1, "route_path", list(paths))
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from fusion.routers.base import Router, SelectionParams, ThreadCount
+from fusion.routers.base import Router, TaskParams, ThreadCount
 from fusion.routers.data import RoutingData
 from fusion.routers.features import (
     DEFAULT_THREADS,
@@ -33,7 +33,7 @@ from fusion.routers.features import (
 )
 
 
-class TabularParams(SelectionParams):
+class TabularParams(TaskParams):
     """What every scikit-learn regressor router takes. A parameter left at ``None`` is searched on the validation
     split over the router's ``grid``."""
 
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 class RegressorRouter(Router):
     Params = TabularParams
+    uses_tasks = True
     #: parameter -> values searched on the validation split when the parameter is None
     grid: ClassVar[dict[str, tuple]] = {}
 
@@ -105,7 +106,7 @@ class RegressorRouter(Router):
         self.state = self._train(data, config)
         self.meta["selected"] = config
 
-    def predict_utility(self, X, tasks=None, texts=None) -> np.ndarray:
+    def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return self._predict(self.state, X, tasks)
 
 

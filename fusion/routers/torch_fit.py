@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from fusion.routers.base import Router, SelectionParams, ThreadCount
+from fusion.routers.base import Router, TaskParams, ThreadCount
 from fusion.routers.features import DEFAULT_THREADS, TaskPrior, limit_threads, routed_value, task_index
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def fold_splits(data, folds: int, seed: int, validation_fraction: float = 0.2) -
     return out
 
 
-class TorchParams(SelectionParams):
+class TorchParams(TaskParams):
     """What the torch routers over embeddings (``mf``, ``graph``) take; each router sets its own defaults."""
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
@@ -230,6 +230,8 @@ class TorchRouter(Router):
     A subclass gives ``build_module``, ``_arch``, ``batches`` (one epoch's batches), ``batch_loss`` and
     ``utilities`` (the module's output on validation inputs); optionally ``training_inputs`` (extra tensors of
     the fit part) and ``member_state``."""
+
+    uses_tasks = True
 
     Params = TorchParams
 

@@ -21,7 +21,7 @@ def run(params: Params) -> dict:
     test = data.split(params.evaluate.split)
     paths = params.paths
     with stage_run(params.tracking, "evaluate", {"routers": ",".join(routers), "split": params.evaluate.split}) as ml:
-        metrics = evaluate_routers(routers, data.split("train"), test)
+        metrics = evaluate_routers(routers, data.split("train"), test, task_blind=params.evaluate.task_blind)
         metrics["versions"] = {e["name"]: e["version"] for e in manifest["routers"]}
         for p in (paths.eval_metrics, paths.eval_report):
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +30,8 @@ def run(params: Params) -> dict:
         plot_evaluation(metrics, test, paths.eval_plot)
         if ml:
             ml.log_metrics(flat_metrics({k: metrics[k] for k in ("overall", "per_task", "gap_recovered",
-                                                                 "gain_over_best_single", "gain_over_task_best")}))
+                                                                 "gain_over_best_single", "gain_over_task_best",
+                                                                 "task_blind") if k in metrics}))
             ml.set_tag("fusion.best_router", metrics["best_router"])
             ml.set_tag("fusion.split_fingerprint", metrics["split_fingerprint"])
             for p in (paths.eval_metrics, paths.eval_report, paths.eval_plot):
