@@ -41,7 +41,7 @@ logger = logging.getLogger("benchmarks.task_free")
 
 LEARNED = ("knn", "mlp", "svm", "mf", "graph", "cluster", "ensemble")
 LTO_ROUTERS = ("knn", "mlp", "mf", "graph", "cluster", "ensemble")
-FLOOR_ROUTERS = ("knn", "mlp", "mf", "cluster", "ensemble")
+FLOOR_ROUTERS = ("knn", "mlp", "mf", "cluster")
 TARGETS = {"served_without_task_tolerance": 0.005, "floor_cost_saving": 0.5, "floor_performance_share": 0.99,
            "single_p50_ms": 0.2}
 

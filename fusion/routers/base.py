@@ -54,7 +54,7 @@ ROUTER_MODULES = ("baselines", "knn", "mlp", "svm", "mf", "graph", "encoder", "b
 TASK_MODEL_FILE = "task_model.joblib"
 TEXT_ONLY_DIR = "text-only"
 #: task posteriors below this share of a query's mass are dropped (the rest renormalised) when mixing utilities
-MIN_POSTERIOR = 0.01
+MIN_POSTERIOR = 0.05
 
 
 class RouterParams(BaseModel):
@@ -139,9 +139,11 @@ class Router(ABC):
         """True for a router that routes by task labels it was trained with (and infers them when absent)."""
         return self.uses_tasks and bool(self.hp.task_labels)
 
-    def fit(self, data: RoutingData, val: RoutingData | None = None) -> Router:
+    def fit(self, data: RoutingData, val: RoutingData | None = None, *, task_free: bool = True) -> Router:
         """Fit on ``data`` (the training split). ``val``, when given, is the validation split for model
-        selection; routers that need one and get none carve it from ``data`` with ``validation_fraction``."""
+        selection; routers that need one and get none carve it from ``data`` with ``validation_fraction``.
+        ``task_free=False`` skips the task model and the text-only twin (a fit only ever scored with labels, such
+        as an ensemble's selection stage)."""
         if len(data) == 0:
             raise ValueError(f"{self.name}: no training queries")
         if self.uses_tasks and not self.hp.task_labels:
@@ -152,10 +154,11 @@ class Router(ABC):
                          n_train=len(data))
         self._fit(data, val)
         self.task_model, self.text_only = None, None
-        if self.labelled:
+        if self.labelled and task_free:
             from fusion.routers.task_inference import TaskModel
 
-            self.task_model = TaskModel.fit(data.X, data.tasks, seed=self.seed, ood_quantile=self.hp.ood_quantile)
+            self.task_model = TaskModel.fit_cached(data.X, data.tasks, seed=self.seed,
+                                                   ood_quantile=self.hp.ood_quantile)
             self.meta["task_model"] = {"holdout_accuracy": self.task_model.holdout_accuracy,
                                        "temperature": self.task_model.temperature,
                                        "ood_threshold": self.task_model.threshold}
@@ -203,14 +206,17 @@ class Router(ABC):
         X = np.asarray(X) if X is not None else None
         rest = np.flatnonzero(~known)
         # no embeddings (a router that reads the texts, given only those): nothing to infer the task from
-        ood = self.task_model.is_ood(X[rest]) if X is not None else np.ones(len(rest), dtype=bool)
+        if X is not None:
+            post, ood = self.task_model.infer(X[rest])
+        else:
+            post, ood = None, np.ones(len(rest), dtype=bool)
         U = np.zeros((n, len(self.candidates)))
         if known.any():
             k = np.flatnonzero(known)
             U[k] = self._utility(_take(X, k), np.asarray(tasks, dtype=object)[k], _take(texts, k))
         inf, txt = rest[~ood], rest[ood]
         if len(inf):
-            U[inf] = self._mixture(_take(X, inf), _take(texts, inf), self.task_model.posterior(X[inf]))
+            U[inf] = self._mixture(_take(X, inf), _take(texts, inf), post[~ood])
             paths[inf] = PATH_INFERRED
         if len(txt):
             U[txt] = self._text_only_utility(_take(X, txt), _take(texts, txt))
@@ -220,7 +226,7 @@ class Router(ABC):
     def _mixture(self, X: np.ndarray, texts: np.ndarray | None, P: np.ndarray) -> np.ndarray:
         """Sum over tasks of posterior x the task-conditioned utilities (tasks under :data:`MIN_POSTERIOR`
         dropped, the rest renormalised): the expected utility when the task is uncertain."""
-        P = np.where(P >= MIN_POSTERIOR, P, 0.0)
+        P = np.where(P >= np.minimum(MIN_POSTERIOR, P.max(1, keepdims=True)), P, 0.0)
         P /= P.sum(1, keepdims=True)
         rows, cols = np.nonzero(P)
         vocab = np.asarray(self.task_model.vocab, dtype=object)

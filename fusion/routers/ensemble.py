@@ -87,7 +87,7 @@ class EnsembleRouter(Router):
         for name in self.hp.members:
             r = self._member(name)
             r.meta.update({k: v for k, v in self.meta.items() if k != "n_train"})
-            r.fit(fit)
+            r.fit(fit, task_free=not self.hp.refit)  # scored with labels here; the refit learns to do without
             u = r.predict_data(val)
             a, b = np.polyfit(u.ravel(), y.ravel(), 1) if np.ptp(u) > 0 else (0.0, float(y.mean()))
             fitted[name], calib[name], U[name] = r, (float(a), float(b)), a * u + b

@@ -52,8 +52,10 @@ class NeighbourIndex:
         in its neighbourhood (all of them when the neighbourhood has fewer than k)."""
         Q = _normalise(Xq)
         codes = self.codes(tasks, len(Q), scope)
+        if len(ks) == 1 and len(Q) <= SMALL:  # a few queries (one request, or its task mixture): row by row
+            return [self._few(Q, codes, ks[0])]
         out = [np.empty((len(Q), self.y.shape[1])) for _ in ks]
-        for code in np.unique(codes):
+        for code in sorted(set(codes.tolist())):  # a handful of codes: cheaper than np.unique per call
             rows = np.flatnonzero(codes == code) if len(Q) > 1 else np.zeros(1, dtype=np.int64)
             Xt, yt = (self.X, self.y) if code < 0 else self.groups[code]
             for start in range(0, len(rows), CHUNK):
@@ -64,7 +66,20 @@ class NeighbourIndex:
         return out
 
 
+    def _few(self, Q: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+        """:meth:`neighbour_means` for a handful of queries and one k, without the batch machinery."""
+        out = np.empty((len(Q), self.y.shape[1]))
+        for i, code in enumerate(codes.tolist()):
+            Xt, yt = (self.X, self.y) if code < 0 else self.groups[code]
+            sims = Xt @ Q[i]
+            kk = min(k, len(sims))
+            top = np.argpartition(-sims, kk - 1)[:kk] if kk < len(sims) else slice(None)
+            out[i] = yt[top].mean(0)
+        return out
+
+
 CHUNK = 2048  # query rows per similarity block (bounds memory on large batches)
+SMALL = 8  # up to this many queries are searched one by one
 
 
 def _top_means(sims: np.ndarray, y: np.ndarray, ks: list[int]) -> list[np.ndarray]:

@@ -35,6 +35,8 @@ PATH_PRIOR = "prior"  # no label and nothing inferred: the overall prior (task-b
 PATHS = (PATH_TASK, PATH_INFERRED, PATH_TEXT, PATH_PRIOR)
 
 HOLDOUT_FRACTION = 0.2
+CACHE_SIZE = 4
+_CACHE: dict[tuple, TaskModel] = {}
 MAX_CENTROIDS = 64
 QUERIES_PER_CENTROID = 20
 
@@ -104,12 +106,35 @@ class TaskModel:
             raise ValueError(f"task model: expected embeddings of shape (n, {self.W.shape[0]}), got {X.shape}")
         return X
 
+    @classmethod
+    def fit_cached(cls, X: np.ndarray, tasks: np.ndarray, *, seed: int = 0, ood_quantile: float = 0.02) -> TaskModel:
+        """:meth:`fit`, reusing the model last fitted on the same queries (an ensemble's members, a router and its
+        twin fit on the same training split)."""
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+        h.update("\x00".join(map(str, tasks)).encode())
+        key = (h.hexdigest(), int(seed), float(ood_quantile))
+        if key not in _CACHE:
+            if len(_CACHE) >= CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = cls.fit(X, tasks, seed=seed, ood_quantile=ood_quantile)
+        return TaskModel.from_dict(_CACHE[key].to_dict())
+
     def posterior(self, X: np.ndarray) -> np.ndarray:
         """(n, T) calibrated probability of each known task."""
         z = _normalise(self._check(X)) @ self.W + self.b
         z -= z.max(1, keepdims=True)
         np.exp(z, out=z)
         return z / z.sum(1, keepdims=True)
+
+    def infer(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(posterior (n, T), out-of-distribution flag (n,)) in one pass (the embedding normalised once)."""
+        Xn = _normalise(self._check(X))
+        z = Xn @ self.W + self.b
+        z -= z.max(1, keepdims=True)
+        np.exp(z, out=z)
+        return z / z.sum(1, keepdims=True), _nearest(Xn, self.centroids) < self.threshold
 
     def ood_score(self, X: np.ndarray) -> np.ndarray:
         """(n,) cosine similarity to the nearest training centroid (higher: more like the training queries)."""
