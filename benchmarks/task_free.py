@@ -187,6 +187,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", type=Path, default=Path(".cache/bench"))
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data/routing"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speed-only", action="store_true", help="only the one-query latency (on an idle machine)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for lib in ("fusion", "sklearn"):
@@ -196,6 +197,14 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in [s for s in args.logs.split(",") if s]:
         data = load_or_build(name, args.cache, args.data_root)
+        if args.speed_only:
+            sp = speed_without_task(data, ("knn", "mlp", "svm", "mf", "cluster", "ensemble"), args.seed, repeats=3000)
+            path = args.out / f"task_free_speed_{name}.json"
+            path.write_text(json.dumps({"speed": sp, "machine": machine(), "loadavg_end": _loadavg(),
+                                        "command": f"python benchmarks/task_free.py --logs {name} --speed-only"},
+                                       indent=1, default=json_default) + "\n")
+            logger.info("wrote %s", path)
+            continue
         t0 = time.perf_counter()
         out = run_log(name, data, quick=args.quick, seed=args.seed)
         out.update(machine=machine(), loadavg_end=_loadavg(), wall_s=time.perf_counter() - t0, targets=TARGETS,

@@ -199,8 +199,14 @@ class Router(ABC):
         if not self.hp.task_labels:
             return self._utility(X, np.full(n, NO_TASK, dtype=object), texts), np.full(n, PATH_TEXT, dtype=object)
         vocab = self.task_vocab
+        if tasks is None and self.task_model is not None and X is not None:  # the common serving case, fast
+            post, ood = self.task_model.infer(X)
+            if not ood.any():
+                return self._mixture(X, texts, post), np.full(n, PATH_INFERRED, dtype=object)
         known = task_index(tasks, vocab, n) < len(vocab)
-        if known.all() or self.task_model is None:  # routers saved before task inference: the overall prior
+        if known.all():
+            return self._utility(X, tasks, texts), np.full(n, PATH_TASK, dtype=object)
+        if self.task_model is None:  # routers saved before task inference: the overall prior
             return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
         paths = np.full(n, PATH_TASK, dtype=object)
         X = np.asarray(X) if X is not None else None
@@ -227,9 +233,11 @@ class Router(ABC):
         """Sum over tasks of posterior x the task-conditioned utilities (tasks under :data:`MIN_POSTERIOR`
         dropped, the rest renormalised): the expected utility when the task is uncertain."""
         P = np.where(P >= np.minimum(MIN_POSTERIOR, P.max(1, keepdims=True)), P, 0.0)
-        P /= P.sum(1, keepdims=True)
         rows, cols = np.nonzero(P)
         vocab = np.asarray(self.task_model.vocab, dtype=object)
+        if len(rows) == len(X):  # one task per query: its utilities as they are
+            return self._utility(X, vocab[cols], texts)
+        P /= P.sum(1, keepdims=True)
         Ue = self._utility(X[rows], vocab[cols], _take(texts, rows))
         U = np.zeros((len(X), Ue.shape[1]))
         np.add.at(U, rows, P[rows, cols][:, None] * Ue)
