@@ -219,7 +219,8 @@ def route_predict(
     tracking_uri: str = typer.Option(TrackingConfig().uri, help="MLflow tracking URI for models:/ URIs"),
     task: str | None = typer.Option(None, "--task", help="the queries' task (routers that use task identity)"),
 ) -> None:
-    """Route queries with a saved or registered router (text in, candidate out)."""
+    """Route queries with a saved or registered router: text in; candidate, route path (task, inferred from the
+    query, text-only, prior) and text out."""
     import pandas as pd
 
     frame = pd.DataFrame({"query": texts})
@@ -239,8 +240,9 @@ def route_predict(
 
         r = load_router(router)
         pred = predict_frame(r, Encoder(r.meta["encoder"]), frame)
-    for text, cand in zip(texts, pred["candidate"], strict=True):
-        console.print(f"{cand}\t{text[:80]}", markup=False, highlight=False)
+    paths = pred["route_path"] if "route_path" in pred.columns else [""] * len(texts)  # versions logged before
+    for text, cand, path in zip(texts, pred["candidate"], paths, strict=True):
+        console.print(f"{cand}\t{path}\t{text[:80]}", markup=False, highlight=False)
 
 
 def _load_routing(log_path: Path, fmt: str | None, embeddings: Path | None, encoder: str, cache: Path,

@@ -61,7 +61,12 @@ def test_train_and_predict_from_a_saved_router(fb_csv, cache, tmp_path):
     res = runner.invoke(app, ["route", "predict", "Write a python function to add two numbers.", "--router",
                               str(folder)])
     assert res.exit_code == 0, res.output
-    assert sum(bool(re.search(re.escape(c) + r"\s+Write a python", res.output)) for c in meta["candidates"]) == 1
+    # no --task: the task is inferred from the query (or, far from every task, the text-only part routes it)
+    assert sum(bool(re.search(re.escape(c) + r"\s+(inferred|text-only)\s+Write a python", res.output))
+               for c in meta["candidates"]) == 1
+    res = runner.invoke(app, ["route", "predict", "Write a python function to add two numbers.", "--router",
+                              str(folder), "--task", "mbpp"])
+    assert re.search(r"\s+task\s+Write a python", res.output), res.output
 
 
 def test_benchmark_refuses_bad_input(fb_csv, cache, tmp_path):
