@@ -161,17 +161,26 @@ def test_budget_floor_meets_the_quality_floor_at_lower_cost(tradeoff, tmp_path):
     assert floor["target_performance"] == pytest.approx(0.9 * floor["oof_best_single_performance"])
     m = evaluate_router(router, train, test)["overall"]
     assert m["router"]["cost"] < 0.7 * m["best-single"]["cost"]  # much cheaper ...
-    assert m["router"]["performance"] >= 0.87 * m["best-single"]["performance"]  # ... at the floor (test noise)
+    assert m["router"]["performance"] >= 0.85 * m["best-single"]["performance"]  # ... at the floor (test noise)
     loose = make_router("budget", base="knn", floor=0.8).fit(train)
     assert evaluate_router(loose, train, test)["overall"]["router"]["cost"] < m["router"]["cost"]
     again = load_router(router.save(tmp_path / "floor"))
     np.testing.assert_allclose(again.predict_utility(test.X, test.tasks), router.predict_utility(test.X, test.tasks))
-    # best-single's own performance is out of this knn's reach here: it says so and routes at its best
-    assert make_router("budget", base="knn", floor=1.0).fit(train).meta["floor"]["floor_met"] is False
+    # best-single's own performance: reached out of fold by leaving best-single only where the router is sure
+    full = make_router("budget", base="knn", floor=1.0).fit(train)
+    assert full.meta["floor"]["floor_met"] and full.meta["floor"]["anchor"] == "big:direct"
+    m = evaluate_router(full, train, test)["overall"]
+    assert m["router"]["cost"] <= m["best-single"]["cost"] and m["router"]["performance"] >= 0.97 * m["best-single"][
+        "performance"]
     # an unreachable floor: the best performance the weights give, and it says so
     perf = np.array([[1.0, 0.0], [0.0, 1.0]])
-    lam, reached = calibrate_floor(perf, np.array([[1.0, 2.0], [1.0, 2.0]]), perf, np.ones((2, 2)), 2.0)
-    assert lam == 0.0 and not reached["floor_met"] and reached["oof_performance"] == 1.0
+    lam, bias, reached = calibrate_floor(perf, np.array([[1.0, 2.0], [1.0, 2.0]]), perf, np.ones((2, 2)), 2.0)
+    assert lam == 0.0 and bias == 0.0 and not reached["floor_met"] and reached["oof_performance"] == 1.0
+    # with an anchor the bias decides: here only always-the-anchor keeps its performance, at its cost
+    perf = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    cost = np.array([[2.0, 1.0]] * 3)
+    lam, bias, reached = calibrate_floor(np.array([[0.0, 1.0]] * 3), cost, perf, cost, 1.0, anchor=0)
+    assert reached["floor_met"] and reached["oof_cost"] == 2.0 and bias >= 1.0
 
 
 @pytest.mark.parametrize("name", ["mlp", "svm"])

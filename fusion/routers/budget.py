@@ -12,8 +12,10 @@ candidate's utility is calibrated the same way. The chosen cost of ``argmax(u - 
 The ``floor`` mode (RouteLLM's threshold calibration generalised to N candidates) turns it round: the cheapest
 routing whose cross-fitted performance stays at or above ``floor`` times best-single's (best-single also
 cross-fitted: the candidate with the best mean performance on each fold's training part, scored on the fold).
-Performance is not monotone in ``lam``, so a grid of cost weights is scanned (:func:`calibrate_floor`) and the one
-with the lowest out-of-fold cost among those meeting the floor is kept.
+Like RouteLLM's threshold on the strong model, a bias on best-single's candidate (the anchor) is calibrated with
+the cost weight: a query leaves best-single only when its router margin clears the bias. Performance is not
+monotone in either, so a grid is scanned (:func:`calibrate_floor`) and the point with the lowest out-of-fold cost
+among those meeting the floor is kept (always best-single meets it, so the floor holds out of fold).
 """
 
 from __future__ import annotations
@@ -91,27 +93,50 @@ def calibrate_cost_weight(perf_hat: np.ndarray, cost_hat: np.ndarray, true_cost:
     return hi
 
 
-FLOOR_GRID = 200
+FLOOR_GRID = 60  # cost weights scanned (0 and log-spaced)
+ANCHOR_GRID = 41  # biases on the anchor candidate scanned per cost weight (quantiles of its margin)
 
 
 def calibrate_floor(perf_hat: np.ndarray, cost_hat: np.ndarray, true_perf: np.ndarray, true_cost: np.ndarray,
-                    target_performance: float) -> tuple[float, dict]:
-    """The cost weight whose routed mean true cost is lowest among those whose routed mean true performance is
-    at least ``target_performance`` (a grid of 0 and ``FLOOR_GRID`` log-spaced weights); when none reaches the
-    floor, the weight with the best performance. Returns the weight and what it reached."""
-    rows = np.arange(len(perf_hat))
+                    target_performance: float, anchor: int | None = None) -> tuple[float, float, dict]:
+    """The routing ``argmax(perf_hat - lam * cost_hat + bias * [candidate == anchor])`` whose mean true cost is
+    lowest among those whose mean true performance is at least ``target_performance``.
+
+    RouteLLM's threshold calibration generalised: the anchor (best-single) is the strong model, and the bias is
+    the threshold a query's router margin must clear to leave it; ``lam`` trades the cheaper alternatives among
+    themselves. Scanned: 0 and ``FLOOR_GRID`` log-spaced cost weights x ``ANCHOR_GRID`` biases (from never to
+    always the anchor; none without an anchor). When no point reaches the floor, the one with the best
+    performance. Returns the cost weight, the bias and what was reached."""
+    n = len(perf_hat)
+    rows = np.arange(n)
     scale = lambda_scale(perf_hat, cost_hat)
     best, fallback = None, None
+    qs = np.linspace(0.0, 1.0, ANCHOR_GRID)
     for lam in np.concatenate([[0.0], scale * np.logspace(-3, 4, FLOOR_GRID)]):
-        idx = np.argmax(penalised(perf_hat, cost_hat, lam), axis=1)
-        p, c = float(true_perf[rows, idx].mean()), float(true_cost[rows, idx].mean())
-        if p >= target_performance - 1e-12 and (best is None or c < best[2] - 1e-15):
-            best = (float(lam), p, c)
-        if fallback is None or p > fallback[1]:
-            fallback = (float(lam), p, c)
-    lam, p, c = best or fallback
-    return lam, {"oof_performance": p, "oof_cost": c, "target_performance": float(target_performance),
-                 "floor_met": best is not None}
+        V = penalised(perf_hat, cost_hat, lam)
+        if anchor is None:
+            idx = np.argmax(V, axis=1)
+            points = [(0.0, float(true_perf[rows, idx].mean()), float(true_cost[rows, idx].mean()))]
+        else:
+            others = V.copy()
+            others[:, anchor] = -np.inf
+            alt = np.argmax(others, axis=1)
+            margin = V[:, anchor] - others[rows, alt]  # the anchor wins when margin + bias >= 0
+            p_alt, c_alt = true_perf[rows, alt], true_cost[rows, alt]
+            p_anc, c_anc = true_perf[:, anchor], true_cost[:, anchor]
+            biases = np.unique(np.concatenate([-np.quantile(margin, qs), [np.inf]]))
+            to_anchor = margin[None, :] + biases[:, None] >= 0  # (biases, n)
+            perf = np.where(to_anchor, p_anc, p_alt).mean(1)
+            cost = np.where(to_anchor, c_anc, c_alt).mean(1)
+            points = list(zip(biases.tolist(), perf.tolist(), cost.tolist(), strict=True))
+        for bias, p, c in points:
+            if p >= target_performance - 1e-12 and (best is None or c < best[3] - 1e-15):
+                best = (float(lam), bias, p, c)
+            if fallback is None or p > fallback[2] + 1e-12:
+                fallback = (float(lam), bias, p, c)
+    lam, bias, p, c = best or fallback
+    return lam, bias, {"oof_performance": p, "oof_cost": c, "target_performance": float(target_performance),
+                       "floor_met": best is not None}
 
 
 def calibrate_share(U: np.ndarray, index: int, target_share: float) -> float:
@@ -224,13 +249,17 @@ class BudgetRouter(Router):
                 if held.any():
                     bs[held] = raw[held][:, int(np.argmax(raw[~held].mean(0)))]
             target = float(self.hp.floor) * float(bs.mean())
-            lam, reached = calibrate_floor(U, C, raw, np.nan_to_num(perf.cost, nan=0.0), target)
+            anchor = int(np.argmax(raw.mean(0)))  # best-single on all the training queries
+            lam, bias, reached = calibrate_floor(U, C, raw, np.nan_to_num(perf.cost, nan=0.0), target, anchor)
             if not reached["floor_met"]:
                 logger.warning("budget: no cost weight keeps the out-of-fold performance at the floor %.4f "
                                "(best %.4f): routing at the best performance instead", target,
                                reached["oof_performance"])
-            self.state = {"lam": lam, "bias": 0.0, "index": -1, "folds": k}
-            self.meta["floor"] = {**reached, "oof_best_single_performance": float(bs.mean())}
+            if not np.isfinite(bias):  # always the anchor: a large finite bias (the state is saved as JSON too)
+                bias = 1e6
+            self.state = {"lam": lam, "bias": float(bias), "index": anchor, "folds": k}
+            self.meta["floor"] = {**reached, "oof_best_single_performance": float(bs.mean()),
+                                  "anchor": data.candidates[anchor]}
         elif target_cost is not None:
             lam = calibrate_cost_weight(U, C, np.nan_to_num(perf.cost, nan=0.0), float(target_cost))
             self.state = {"lam": lam, "bias": 0.0, "index": -1, "folds": k}
