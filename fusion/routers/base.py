@@ -199,13 +199,13 @@ class Router(ABC):
         if not self.hp.task_labels:
             return self._utility(X, np.full(n, NO_TASK, dtype=object), texts), np.full(n, PATH_TEXT, dtype=object)
         vocab = self.task_vocab
-        if tasks is None and self.task_model is not None and X is not None:  # the common serving case, fast
-            post, ood = self.task_model.infer(X)
-            if not ood.any():
-                return self._mixture(X, texts, post), np.full(n, PATH_INFERRED, dtype=object)
         known = task_index(tasks, vocab, n) < len(vocab)
         if known.all():
             return self._utility(X, tasks, texts), np.full(n, PATH_TASK, dtype=object)
+        if self.task_model is not None and X is not None and not known.any():  # the common serving case, fast
+            post, ood = self.task_model.infer(X)
+            if not ood.any():
+                return self._mixture(X, texts, post), np.full(n, PATH_INFERRED, dtype=object)
         if self.task_model is None:  # routers saved before task inference: the overall prior
             return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
         paths = np.full(n, PATH_TASK, dtype=object)
@@ -239,9 +239,8 @@ class Router(ABC):
             return self._utility(X, vocab[cols], texts)
         P /= P.sum(1, keepdims=True)
         Ue = self._utility(X[rows], vocab[cols], _take(texts, rows))
-        U = np.zeros((len(X), Ue.shape[1]))
-        np.add.at(U, rows, P[rows, cols][:, None] * Ue)
-        return U
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])  # rows come sorted, each query at least once
+        return np.add.reduceat(P[rows, cols][:, None] * Ue, starts, axis=0)
 
     def unlabelled_path(self, tasks: np.ndarray | None, n: int) -> str:
         """The path of a router that infers no task: ``text-only`` (routers that use no task)."""
