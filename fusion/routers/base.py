@@ -195,7 +195,7 @@ class Router(ABC):
         if texts is not None and len(texts) != n:
             raise ValueError(f"{self.name}: got {len(texts)} texts for {n} queries")
         if not self.uses_tasks:
-            return self._utility(X, tasks, texts), np.full(n, self.unlabelled_path(tasks, n), dtype=object)
+            return self._utility(X, tasks, texts), np.full(n, PATH_TEXT, dtype=object)  # no task used
         if not self.hp.task_labels:
             return self._utility(X, np.full(n, NO_TASK, dtype=object), texts), np.full(n, PATH_TEXT, dtype=object)
         vocab = self.task_vocab
@@ -241,10 +241,6 @@ class Router(ABC):
         Ue = self._utility(X[rows], vocab[cols], _take(texts, rows))
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])  # rows come sorted, each query at least once
         return np.add.reduceat(P[rows, cols][:, None] * Ue, starts, axis=0)
-
-    def unlabelled_path(self, tasks: np.ndarray | None, n: int) -> str:
-        """The path of a router that infers no task: ``text-only`` (routers that use no task)."""
-        return PATH_TEXT
 
     def predict_utility(self, X: np.ndarray, tasks: np.ndarray | None = None,
                         texts: np.ndarray | None = None) -> np.ndarray:
