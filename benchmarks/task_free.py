@@ -154,13 +154,11 @@ def summary(out: dict) -> dict:
     return s
 
 
-def _fmt_ci(ci: dict | None) -> str:
-    return "" if not ci else f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
-
-
 def print_tables(out: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from fusion.routers.report import format_ci, format_paths
 
     console = Console(width=160)
     std, bt = _recs(out["standard"]), _recs(out["blind_trained"])
@@ -171,9 +169,9 @@ def print_tables(out: dict) -> None:
     for r, rec in std.items():
         w = rec.get("without_task")
         t.add_row(r, f"{rec['performance']:.3f}", f"{w['performance']:.3f}" if w else "",
-                  ", ".join(f"{k[5:]} {v:.0%}" for k, v in (w or {}).items() if k.startswith("path_") and v > 0),
+                  format_paths({k[5:]: v for k, v in (w or {}).items() if k.startswith("path_")}),
                   f"{bt[r]['performance']:.3f}" + (" (labels)" if bt[r].get("needs_labels") else ""),
-                  _fmt_ci(bt[r].get("ci95", {}).get("performance_vs_best-single")))
+                  format_ci(bt[r].get("ci95", {}).get("performance_vs_best-single")))
     console.print(t)
     for key, title in (("leave_task_out", "leave-task-out (mean over held-out tasks)"),
                        ("floor", "floor (least cost at best-single's performance)")):
@@ -184,9 +182,9 @@ def print_tables(out: dict) -> None:
             t.add_column(c)
         for r, rec in _recs(res, sc).items():
             t.add_row(r, f"{rec['performance']:.3f}", f"{rec['cost']:.6f}",
-                      _fmt_ci(rec.get("ci95", {}).get("performance_vs_best-single")),
+                      format_ci(rec.get("ci95", {}).get("performance_vs_best-single")),
                       f"{rec['cost_saving_vs_best_single']:.0%}" if rec.get("cost_saving_vs_best_single") is not None
-                      else "", ", ".join(f"{p} {v:.0%}" for p, v in rec.get("route_paths", {}).items() if v > 0))
+                      else "", format_paths(rec.get("route_paths", {})))
         console.print(t)
     console.print_json(json.dumps(out["summary"], default=float))
 

@@ -109,8 +109,8 @@ class Router(ABC):
     Params: ClassVar[type[RouterParams]] = RouterParams
     #: True for routers that need the true outcomes of the queries they route (the oracle): evaluation only.
     evaluation_only: ClassVar[bool] = False
-    #: True for baselines that need the task label and infer none (``task-best``): marked as such in task-blind
-    #: evaluations
+    #: True for baselines that need the task label and infer none (``task-best``): path ``task`` for a known
+    #: label, ``prior`` otherwise; marked as such in task-blind evaluations
     needs_labels: ClassVar[bool] = False
     #: True for routers that read the query text (they re-encode it themselves) rather than the embedding.
     uses_texts: ClassVar[bool] = False
@@ -194,9 +194,9 @@ class Router(ABC):
         n = len(X) if X is not None else len(texts)
         if texts is not None and len(texts) != n:
             raise ValueError(f"{self.name}: got {len(texts)} texts for {n} queries")
-        if not self.uses_tasks:
+        if not (self.uses_tasks or self.needs_labels):
             return self._utility(X, tasks, texts), np.full(n, PATH_TEXT, dtype=object)  # no task used
-        if not self.hp.task_labels:
+        if self.uses_tasks and not self.hp.task_labels:
             return self._utility(X, np.full(n, NO_TASK, dtype=object), texts), np.full(n, PATH_TEXT, dtype=object)
         vocab = self.task_vocab
         known = task_index(tasks, vocab, n) < len(vocab)
@@ -206,7 +206,7 @@ class Router(ABC):
             post, ood = self.task_model.infer(X)
             if not ood.any():
                 return self._mixture(X, texts, post), np.full(n, PATH_INFERRED, dtype=object)
-        if self.task_model is None:  # routers saved before task inference: the overall prior
+        if self.task_model is None:  # labels only (task-best, routers saved before inference): the overall prior
             return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
         paths = np.full(n, PATH_TASK, dtype=object)
         X = np.asarray(X) if X is not None else None

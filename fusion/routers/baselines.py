@@ -11,8 +11,7 @@ import numpy as np
 
 from fusion.routers.base import ROUTERS, Router
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior, task_index
-from fusion.routers.task_inference import PATH_PRIOR, PATH_TASK
+from fusion.routers.features import TaskPrior
 
 #: the baselines every evaluation and benchmark reports beside the learned routers, in this order
 BASELINES = ("random", "best-single", "task-best", "oracle")
@@ -57,11 +56,6 @@ class TaskBestRouter(Router):
 
     def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return TaskPrior.from_dict(self.state["prior"])(tasks, len(X))
-
-    def predict(self, X, tasks=None, texts=None):
-        n = len(X)
-        known = task_index(tasks, self.task_vocab, n) < len(self.task_vocab)
-        return self._utility(X, tasks, texts), np.where(known, PATH_TASK, PATH_PRIOR).astype(object)
 
 
 @ROUTERS.register("oracle")

@@ -40,8 +40,9 @@ from fusion.routers.base import ROUTERS, make_router
 from fusion.routers.baselines import BASELINES
 from fusion.routers.budget import CostModel, lambda_scale, penalised
 from fusion.routers.data import RoutingData
-from fusion.routers.evaluation import MEASURES, outcome
+from fusion.routers.evaluation import MEASURES, outcome, served_without_task
 from fusion.routers.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, paired_bootstrap
+from fusion.routers.task_inference import path_shares
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +111,13 @@ def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray,
             idx = np.argmax(U, axis=1)
             results[name] = {**outcome(test, idx), "fit_s": fit_s}
             if paths is not None:
-                results[name]["route_paths"] = {p: float(np.mean(paths == p)) for p in sorted(set(paths))}
+                results[name]["route_paths"] = path_shares(paths)
             if hide_tasks and needs_labels:
                 results[name]["needs_labels"] = True
             if not hide_tasks and name not in BASELINES and not floor:  # the same router served without task
-                Ub, pb = router.predict(test.X, None, test.texts)
-                ob = outcome(test, np.argmax(Ub, axis=1))
-                results[name]["without_task"] = {**{m: ob[m] for m in MEASURES},
-                                                 **{f"path_{p}": float(np.mean(pb == p)) for p in sorted(set(pb))}}
+                w = served_without_task(router, test)  # flat, so that folds average key by key
+                results[name]["without_task"] = {**{m: w[m] for m in MEASURES},
+                                                 **{f"path_{p}": v for p, v in w["route_paths"].items()}}
             if floor and name not in BASELINES:
                 results[name]["floor_calibration"] = router.meta.get("floor", {})
             per_query[(scenario, name)] = {"performance": np.nan_to_num(test.perf, nan=0.0)[rows, idx],

@@ -107,11 +107,12 @@ def calibrate_floor(perf_hat: np.ndarray, cost_hat: np.ndarray, true_perf: np.nd
     themselves. Scanned: 0 and ``FLOOR_GRID`` log-spaced cost weights x ``ANCHOR_GRID`` biases (from never to
     always the anchor; none without an anchor). When no point reaches the floor, the one with the best
     performance. Returns the cost weight, the bias and what was reached."""
-    n = len(perf_hat)
-    rows = np.arange(n)
+    rows = np.arange(len(perf_hat))
     scale = lambda_scale(perf_hat, cost_hat)
     best, fallback = None, None
     qs = np.linspace(0.0, 1.0, ANCHOR_GRID)
+    if anchor is not None:
+        p_anc, c_anc = true_perf[:, anchor], true_cost[:, anchor]
     for lam in np.concatenate([[0.0], scale * np.logspace(-3, 4, FLOOR_GRID)]):
         V = penalised(perf_hat, cost_hat, lam)
         if anchor is None:
@@ -123,7 +124,6 @@ def calibrate_floor(perf_hat: np.ndarray, cost_hat: np.ndarray, true_perf: np.nd
             alt = np.argmax(others, axis=1)
             margin = V[:, anchor] - others[rows, alt]  # the anchor wins when margin + bias >= 0
             p_alt, c_alt = true_perf[rows, alt], true_cost[rows, alt]
-            p_anc, c_anc = true_perf[:, anchor], true_cost[:, anchor]
             biases = np.unique(np.concatenate([-np.quantile(margin, qs), [np.inf]]))
             to_anchor = margin[None, :] + biases[:, None] >= 0  # (biases, n)
             perf = np.where(to_anchor, p_anc, p_alt).mean(1)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from fusion.routers.base import ROUTERS, Router, SelectionParams, ThreadCount
 from fusion.routers.data import RoutingData
-from fusion.routers.features import DEFAULT_THREADS, limit_threads, routed_value
+from fusion.routers.features import DEFAULT_THREADS, limit_threads, normalise_rows, routed_value
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ class ClusterParams(SelectionParams):
     num_threads: ThreadCount = Field(DEFAULT_THREADS, description="BLAS threads while fitting")
 
 
-def _normalise(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 @ROUTERS.register("cluster")
 class ClusterRouter(Router):
     """k-means clusters of the query embeddings and each candidate's mean reward per cluster (label-free)."""
@@ -50,7 +45,7 @@ class ClusterRouter(Router):
 
         k = min(k, len(Xn))
         km = KMeans(n_clusters=k, n_init=self.hp.n_init, random_state=self.seed).fit(Xn)
-        centroids = _normalise(km.cluster_centers_)
+        centroids = normalise_rows(km.cluster_centers_)
         labels = np.argmax(Xn @ centroids.T, axis=1)  # cosine assignment, as at routing time
         overall = y.mean(0)
         counts = np.bincount(labels, minlength=k).astype(float)
@@ -64,7 +59,7 @@ class ClusterRouter(Router):
             k = self.hp.k
             if k is None:
                 fit, val = self.selection_split(data, val)
-                Xf, yf = _normalise(fit.X), fit.rewards_filled()
+                Xf, yf = normalise_rows(fit.X), fit.rewards_filled()
                 grid = [g for g in K_GRID if g * MIN_PER_CLUSTER <= len(fit)] or [1]
                 scored = []
                 for g in grid:
@@ -73,12 +68,12 @@ class ClusterRouter(Router):
                 value, neg_k = max(scored)
                 k = -neg_k
                 logger.info("cluster: chose k=%d on %d validation queries (value %.4f)", k, len(val), value)
-            self.state = self._table(_normalise(data.X), data.rewards_filled(), int(k))
+            self.state = self._table(normalise_rows(data.X), data.rewards_filled(), int(k))
         self.meta["selected"] = {"k": int(self.state["k"])}
 
     @staticmethod
     def _route_table(state: dict, X: np.ndarray) -> np.ndarray:
-        return state["table"][np.argmax(_normalise(X) @ state["centroids"].T, axis=1)]
+        return state["table"][np.argmax(normalise_rows(X) @ state["centroids"].T, axis=1)]
 
     def _utility(self, X, tasks=None, texts=None) -> np.ndarray:
         return self._route_table(self.state, X)

@@ -73,12 +73,14 @@ class EnsembleRouter(Router):
                 raise RouterParamError(f"router 'ensemble': member {m!r}: {exc}") from None
 
     def _member(self, name: str) -> Router:
+        """A fresh, unfitted member with its own parameters (no task labels when the ensemble has none) and the
+        ensemble's metadata."""
         params = dict(self.hp.member_params.get(name, {}))
-        probe = make_router(name, seed=self.seed, **params)
-        if probe.uses_tasks and not self.hp.task_labels:
-            params["task_labels"] = False
-            probe = make_router(name, seed=self.seed, **params)
-        return probe
+        member = make_router(name, seed=self.seed, **params)
+        if member.uses_tasks and not self.hp.task_labels:
+            member = make_router(name, seed=self.seed, **{**params, "task_labels": False})
+        member.meta.update({k: v for k, v in self.meta.items() if k != "n_train"})
+        return member
 
     def _fit(self, data: RoutingData, val: RoutingData | None) -> None:
         fit, val = self.selection_split(data, val)
@@ -86,7 +88,6 @@ class EnsembleRouter(Router):
         fitted, calib, U = {}, {}, {}
         for name in self.hp.members:
             r = self._member(name)
-            r.meta.update({k: v for k, v in self.meta.items() if k != "n_train"})
             r.fit(fit, task_free=not self.hp.refit)  # scored with labels here; the refit learns to do without
             u = r.predict_data(val)
             a, b = np.polyfit(u.ravel(), y.ravel(), 1) if np.ptp(u) > 0 else (0.0, float(y.mean()))
@@ -110,9 +111,7 @@ class EnsembleRouter(Router):
         for m in chosen:
             r = fitted[m]
             if self.hp.refit:
-                r = self._member(m)
-                r.meta.update({k: v for k, v in self.meta.items() if k != "n_train"})
-                r.fit(data)
+                r = self._member(m).fit(data)
             self.members.append(r)
         self.state = {"names": chosen, "weights": [best_counts[m] / size for m in chosen],
                       "calibration": [calib[m] for m in chosen]}

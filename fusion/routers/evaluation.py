@@ -20,6 +20,7 @@ from fusion.routers.base import Router, make_router
 from fusion.routers.baselines import BASELINES
 from fusion.routers.data import RoutingData
 from fusion.routers.metrics import gap_recovered
+from fusion.routers.task_inference import path_shares
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +77,7 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
             raise ValueError(f"router {name!r} was trained on candidates {router.candidates}, the evaluation log "
                              f"has {test.candidates}")
         results[name] = outcome(test, np.argmax(router.predict_data(test), axis=1))
-    blind = {}
-    if task_blind:
-        for name, router in routers.items():
-            U, paths = router.predict(test.X, None, test.texts)
-            res = outcome(test, np.argmax(U, axis=1))
-            blind[name] = {**{k: res[k] for k in MEASURES},
-                           "route_paths": {p: float(np.mean(paths == p)) for p in sorted(set(paths))}}
+    blind = {name: served_without_task(router, test) for name, router in routers.items()} if task_blind else {}
     methods = [*BASELINES[:-1], *[r for r in routers if r not in BASELINES], "oracle"]
     bs, tb, orc = (results[m]["reward"] for m in BASELINES[1:])
     learned = list(routers)
@@ -103,6 +98,14 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
         "routing_distribution": {m: results[m]["routing_distribution"] for m in methods},
         **({"task_blind": blind} if task_blind else {}),
     }
+
+
+def served_without_task(router: Router, test: RoutingData) -> dict:
+    """``router`` on ``test`` called without the queries' tasks, as a client that sends none: performance, cost,
+    reward and ``route_paths`` (the share of queries routed by each path)."""
+    U, paths = router.predict(test.X, None, test.texts)
+    res = outcome(test, np.argmax(U, axis=1))
+    return {**{k: res[k] for k in MEASURES}, "route_paths": path_shares(paths)}
 
 
 def evaluate_router(router: Router, train: RoutingData, test: RoutingData, name: str = "router") -> dict:

@@ -42,6 +42,12 @@ def limit_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def normalise_rows(X: np.ndarray) -> np.ndarray:
+    """``X`` as float32 rows of unit length (cosine similarity is then a dot product); zero rows stay zero."""
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
 def task_onehot(tasks: np.ndarray | None, vocab: list[str], n: int) -> np.ndarray:
     """(n, len(vocab)) one-hot of the task; an unseen (or absent) task is an all-zero row."""
     out = np.zeros((n, len(vocab) + 1), dtype=np.float32)

@@ -37,9 +37,8 @@ def evaluation_markdown(metrics: dict) -> str:
                   "| router | performance | cost (USD/query) | reward | Δ reward vs task given | paths |",
                   "|---|---|---|---|---|---|"]
         for m, v in metrics["task_blind"].items():
-            paths = ", ".join(f"{p} {s:.0%}" for p, s in v["route_paths"].items() if s > 0)
             lines.append(f"| {m} | {v['performance']:.3f} | {v['cost']:.6f} | {v['reward']:.3f} | "
-                         f"{v['reward'] - metrics['overall'][m]['reward']:+.3f} | {paths} |")
+                         f"{v['reward'] - metrics['overall'][m]['reward']:+.3f} | {format_paths(v['route_paths'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -99,17 +98,27 @@ def benchmark_table(result: dict):
         gr = "—" if r["gap_recovered"] is None else f"{r['gap_recovered']:.3f}"
         a = curves.get(r["router"], {}).get("aiq") if r["scenario"] == "performance_first" else None
         name = r["router"] + (" (labels)" if r.get("needs_labels") else "")
-        paths = ", ".join(f"{p} {v:.0%}" for p, v in r.get("route_paths", {}).items() if v > 0)
         t.add_row(r["scenario"] if r["scenario"] != last else "", name, f"{r['performance']:.3f}{sd}",
                   f"{r['cost']:.6f}", f"{r['reward']:.3f}", _ci(r, "performance_vs_best-single"),
-                  _ci(r, "performance_vs_task-best"), gr, "" if a is None else f"{a:.3f}", paths)
+                  _ci(r, "performance_vs_task-best"), gr, "" if a is None else f"{a:.3f}",
+                  format_paths(r.get("route_paths", {})))
         last = r["scenario"]
     return t
 
 
 def _ci(rec: dict, key: str) -> str:
-    """``+0.012 [-0.004, +0.027]`` from a record's bootstrap interval (``0`` for the baseline itself)."""
+    """A record's bootstrap interval ``key`` (``0`` for the baseline itself)."""
     ci = rec.get("ci95", {}).get(key)
     if ci is None:
         return "0" if key.endswith(rec["router"]) else "—"
-    return f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+    return format_ci(ci)
+
+
+def format_ci(ci: dict | None) -> str:
+    """``+0.012 [-0.004, +0.027]``: a difference and its 95% interval (empty when there is none)."""
+    return "" if not ci else f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+
+
+def format_paths(shares: dict[str, float]) -> str:
+    """``inferred 95%, text-only 5%``: the share of queries routed by each path (those that occur)."""
+    return ", ".join(f"{p} {v:.0%}" for p, v in shares.items() if v > 0)

@@ -19,9 +19,11 @@ scikit-learn estimator that predicts this fast (``CalibratedClassifierCV`` wraps
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from fusion.routers.features import normalise_rows
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +36,19 @@ PATH_TEXT = "text-only"  # far from every known task, or a router that uses no t
 PATH_PRIOR = "prior"  # no label and nothing inferred: the overall prior (task-best, routers saved before)
 PATHS = (PATH_TASK, PATH_INFERRED, PATH_TEXT, PATH_PRIOR)
 
+
+
+def path_shares(paths: np.ndarray) -> dict[str, float]:
+    """The share of queries routed by each path that occurs in ``paths``."""
+    paths = np.asarray(paths, dtype=object)
+    return {p: float(np.mean(paths == p)) for p in sorted(set(paths))}
+
+
 HOLDOUT_FRACTION = 0.2
 CACHE_SIZE = 4
 _CACHE: dict[tuple, TaskModel] = {}
 MAX_CENTROIDS = 64
 QUERIES_PER_CENTROID = 20
-
-
-def _normalise(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass
@@ -63,7 +68,7 @@ class TaskModel:
         task-stratified held-out part scored by a classifier and centroids fitted without it."""
         from sklearn.model_selection import train_test_split
 
-        Xn = _normalise(X)
+        Xn = normalise_rows(X)
         tasks = np.asarray(tasks).astype(str)
         vocab = sorted(set(tasks))
         if len(Xn) == 0:
@@ -119,26 +124,26 @@ class TaskModel:
             if len(_CACHE) >= CACHE_SIZE:
                 _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = cls.fit(X, tasks, seed=seed, ood_quantile=ood_quantile)
-        return TaskModel.from_dict(_CACHE[key].to_dict())
+        return replace(_CACHE[key])  # a copy: callers may change its threshold
 
-    def posterior(self, X: np.ndarray) -> np.ndarray:
-        """(n, T) calibrated probability of each known task."""
-        z = _normalise(self._check(X)) @ self.W + self.b
+    def _softmax(self, Xn: np.ndarray) -> np.ndarray:
+        z = Xn @ self.W + self.b
         z -= z.max(1, keepdims=True)
         np.exp(z, out=z)
         return z / z.sum(1, keepdims=True)
 
+    def posterior(self, X: np.ndarray) -> np.ndarray:
+        """(n, T) calibrated probability of each known task."""
+        return self._softmax(normalise_rows(self._check(X)))
+
     def infer(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(posterior (n, T), out-of-distribution flag (n,)) in one pass (the embedding normalised once)."""
-        Xn = _normalise(self._check(X))
-        z = Xn @ self.W + self.b
-        z -= z.max(1, keepdims=True)
-        np.exp(z, out=z)
-        return z / z.sum(1, keepdims=True), _nearest(Xn, self.centroids) < self.threshold
+        Xn = normalise_rows(self._check(X))
+        return self._softmax(Xn), _nearest(Xn, self.centroids) < self.threshold
 
     def ood_score(self, X: np.ndarray) -> np.ndarray:
         """(n,) cosine similarity to the nearest training centroid (higher: more like the training queries)."""
-        return _nearest(_normalise(self._check(X)), self.centroids)
+        return _nearest(normalise_rows(self._check(X)), self.centroids)
 
     def is_ood(self, X: np.ndarray) -> np.ndarray:
         return self.ood_score(X) < self.threshold
@@ -199,9 +204,9 @@ def _centroids(Xn: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import KMeans
 
     if k == 1 or len(Xn) <= k:
-        return _normalise(Xn.mean(0, keepdims=True)) if k == 1 else Xn.copy()
+        return normalise_rows(Xn.mean(0, keepdims=True)) if k == 1 else Xn.copy()
     km = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(Xn)
-    return _normalise(km.cluster_centers_)
+    return normalise_rows(km.cluster_centers_)
 
 
 def _nearest(Xn: np.ndarray, centroids: np.ndarray) -> np.ndarray:
