@@ -63,23 +63,29 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
 
 
 def _params(path: Path):
+    from fusion.backends import BackendOptionError
     from fusion.routers.base import RouterParamError
     from fusion.stages.driving import load_params
 
     try:
         return load_params(path)
-    except (ConfigError, RouterParamError) as exc:
+    except (ConfigError, RouterParamError, BackendOptionError) as exc:
         console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
         raise typer.Exit(2) from None
 
 
 def _stage(name: str, params_path: Path):
-    from fusion.collection.validate import ValidationFailed
     from fusion.stages import runner
+
+    return _run(runner(name), name, params_path)
+
+
+def _run(fn, name: str, params_path: Path):
+    from fusion.collection.validate import ValidationFailed
 
     params = _params(params_path)
     try:
-        return runner(name)(params)
+        return fn(params)
     except ValidationFailed as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -95,9 +101,61 @@ def queries(params: Path = PARAMS) -> None:
 
 
 @app.command()
-def collect(params: Path = PARAMS) -> None:
-    """Run every candidate (LLM x mode) on every query, score, count tokens and cost (resumable)."""
-    console.print(f"wrote {_stage('collect', params)}")
+def collect(
+    params: Path = PARAMS,
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run only the error rows of earlier runs"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the planned calls and their estimated cost; "
+                                                          "generate nothing"),
+) -> None:
+    """Run every candidate (LLM x mode) on every query, score, count tokens and cost (resumable: a killed run
+    goes on where it stopped). Failed calls are kept as error rows; collect.max_cost_usd caps the cost."""
+    from fusion.collection.collect import BudgetExceeded
+    from fusion.stages import collect as stage
+
+    if dry_run:
+        p = _params(params)
+        plan = stage.dry_run(p, retry_errors=retry_errors)
+        console.print(_frame_table(plan, "planned calls (nothing generated)"))
+        cap = p.collect.max_cost_usd
+        console.print(f"{int(plan['calls'].sum())} calls, estimated ${plan['est_cost_usd'].sum():.4f} "
+                      f"(+ ${plan['spent_usd'].sum():.4f} already spent)"
+                      + (f"; cap collect.max_cost_usd = ${cap:.4f}" if cap is not None else ""))
+        return
+    try:
+        out = _run(lambda p: stage.run(p, retry_errors=retry_errors), "collect", params)
+    except BudgetExceeded as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(3) from None
+    console.print(f"wrote {out}")
+
+
+def _frame_table(df, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in df.columns:
+        table.add_column(str(c), justify="right" if df[c].dtype.kind in "iuf" else "left")
+    for row in df.itertuples(index=False):
+        table.add_row(*[f"{v:.6g}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
+@app.command()
+def judge(params: Path = PARAMS) -> None:
+    """Score every answer with the LLM judge in params.judge (resumable), and report its agreement with the task
+    metric per task; with judge.enabled false, pass the collected log through."""
+    import json
+
+    out = _stage("judge", params)
+    report = json.loads(_params(params).paths.judge_report.read_text())
+    if report["agreement"]:
+        import pandas as pd
+
+        console.print(_frame_table(pd.DataFrame(report["agreement"]).round(3),
+                                   f"judge {report['judge'] or '(source scores)'} vs the task metric"))
+    for reason, n in (report.get("null_reasons") or {}).items():
+        console.print(f"{n} null score(s): {reason}")
+    console.print(f"wrote {out}")
 
 
 @app.command()
@@ -206,6 +264,32 @@ def tiny_llama(out: Path = typer.Argument(..., help="folder to write"), seed: in
     from fusion.models.tiny_llama import build_tiny_llama
 
     console.print(f"wrote {build_tiny_llama(out, seed=seed)}")
+
+
+DEFAULT_MODEL_CACHE = PathsConfig().model_cache
+
+
+@models_app.command("serve")
+def models_serve(
+    model: str = typer.Argument(..., help="a local folder, a .gguf file or pkg:<module>/<file>"),
+    port: int = typer.Option(8000, help="port on 127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", help="address to bind"),
+    model_cache: Path = typer.Option(DEFAULT_MODEL_CACHE, help="where a GGUF model is dequantised once"),
+) -> None:
+    """Serve a local model over an OpenAI-compatible API (`transformers serve`, offline) until Ctrl-C: the
+    endpoint for an `openai` pool entry on a machine without vLLM."""
+    import time
+
+    from fusion.backends.local_server import local_server
+
+    with local_server(model, model_cache=model_cache, host=host, port=port) as srv:
+        console.print(f"serving {srv.model} at {srv.base_url} (log {srv.log_file}); pool entry: "
+                      f"{{backend: openai, model: {srv.model}, options: {{base_url: {srv.base_url}}}}}")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopped")
 
 
 REGISTERED_CHAMPION = f"models:/{TrackingConfig().registered_router}@champion"

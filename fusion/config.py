@@ -26,12 +26,16 @@ class LLMSpec(_Strict):
     """One LLM of the candidate pool. A candidate is (LLM, mode)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
-    backend: Literal["transformers", "openai", "vllm"]
-    model: str = Field(description="hub id, local path, or pkg:<module>/<file> for a model shipped in a package")
+    backend: Literal["transformers", "openai", "vllm", "replay"]
+    model: str = Field(description="hub id, local path, or pkg:<module>/<file> for a model shipped in a package; "
+                                   "for openai the served model's name, for replay the LLM's name in the log")
     modes: list[Literal["direct", "think"]] = ["direct", "think"]
     input_price: float = Field(ge=0, description="$ per 1M input tokens")
     output_price: float = Field(ge=0, description="$ per 1M output tokens")
     description: str = ""
+    #: the backend's own typed options (fusion.backends: e.g. openai's base_url, api_key_env, max_concurrency),
+    #: checked against the backend when a driver loads params.yaml
+    options: dict[str, Any] = {}
 
     @field_validator("modes")
     @classmethod
@@ -63,6 +67,31 @@ class CollectConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     sandbox_timeout_s: float = Field(default=10.0, gt=0)
     sandbox_workers: int = Field(default=2, gt=0)
+    #: stop cleanly (finished parts are kept) when the estimated cost of a run, or its running total, passes this
+    max_cost_usd: float | None = Field(default=None, ge=0)
+
+
+class JudgeConfig(_Strict):
+    """The LLM judge (stage ``judge``): ``llm`` is a pool-style entry (any backend; its modes are unused)."""
+
+    enabled: bool = False
+    llm: LLMSpec | None = None
+    rubric_version: Literal["v1"] = "v1"
+    max_new_tokens: int = Field(default=32, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: judge rows that already have a judge score from their source too (default: keep the source's)
+    rejudge: bool = False
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    #: threshold for the agreement report's accuracy (judge >= t as a prediction of performance >= t)
+    agreement_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _llm_when_enabled(self) -> JudgeConfig:
+        if self.enabled and self.llm is None:
+            raise ValueError("judge.enabled needs judge.llm (a pool-style entry: name, backend, model, prices)")
+        return self
 
 
 class ValidateConfig(_Strict):
@@ -127,6 +156,10 @@ class TrackingConfig(_Strict):
 class PathsConfig(_Strict):
     queries: Path = Path("data/queries.parquet")
     collect_parts: Path = Path("data/collect_parts")
+    collected: Path = Path("data/collected.parquet")
+    judge_parts: Path = Path("data/judge_parts")
+    judge_verdicts: Path = Path("data/judge_verdicts.parquet")
+    judge_report: Path = Path("reports/judge.json")
     routing_log: Path = Path("data/routing_log.parquet")
     validation_report: Path = Path("reports/validation.json")
     embeddings: Path = Path("data/embeddings.parquet")
@@ -143,6 +176,7 @@ class Params(_Strict):
     pool: list[LLMSpec] = Field(min_length=1)
     queries: QueriesConfig
     collect: CollectConfig = CollectConfig()
+    judge: JudgeConfig = JudgeConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     embed: EmbedConfig = EmbedConfig()
     scenario: ScenarioConfig = ScenarioConfig()

@@ -32,7 +32,8 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     o = metrics["overall"]
     for m in metrics["methods"]:
         assert o["oracle"]["reward"] >= o[m]["reward"] - 1e-9, m
-    for f in ("data/routing_log.parquet", "data/embeddings.parquet", "models/routers/knn/router.json",
+    for f in ("data/collected.parquet", "data/routing_log.parquet", "data/judge_verdicts.parquet",
+              "reports/judge.json", "data/embeddings.parquet", "models/routers/knn/router.json",
               "models/routers/best-single/router.json", "models/routers/manifest.json", "metrics/eval.json",
               "reports/eval.md", "reports/eval.png", "reports/validation.json", "reports/promotion.json"):
         assert (tmp_path / f).is_file(), f
@@ -42,7 +43,7 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("tiny")
     runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"queries", "collect", "validate", "embed", "train", "evaluate", "promote"}
+    assert set(runs) == {"queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote"}
     for stage, run in runs.items():
         assert run.info.status == "FINISHED", stage
         assert run.data.params, stage
@@ -84,7 +85,7 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     _run(["dvc", "init", "-q"], work)
 
     first = _run(["dvc", "repro"], work)
-    for stage in ("queries", "collect", "validate", "embed", "train", "evaluate", "promote"):
+    for stage in ("queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((work / "metrics/eval.json").read_text())
     assert metrics["routers"] == ["knn", "best-single"]
@@ -97,7 +98,7 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     p["routers"][0]["params"]["k"] = 2
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     third = _run(["dvc", "repro"], work)
-    ran = {s for s in ("queries", "collect", "validate", "embed", "train", "evaluate", "promote")
+    ran = {s for s in ("queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote")
            if f"Running stage '{s}'" in third}
     assert ran == {"train", "evaluate", "promote"}
     assert json.loads((work / "models/routers/knn/router.json").read_text())["params"]["k"] == 2

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusion.backends.base import BACKENDS, Backend, Generation
+from fusion.backends.base import BACKENDS, TOKENS_FROM_TOKENIZER, Backend, Generation, Request
 from fusion.models.refs import materialize
 
 logger = logging.getLogger(__name__)
@@ -17,20 +17,13 @@ logger = logging.getLogger(__name__)
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        model_cache: str | Path,
-        device: str = "cpu",
-        dtype: str = "float32",
-        batch_size: int = 8,
-    ) -> None:
+    def __init__(self, spec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 8) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model_ref = model
-        path = materialize(model, model_cache)
+        super().__init__(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
+        path = materialize(spec.model, model_cache)
         t0 = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -39,7 +32,6 @@ class TransformersBackend(Backend):
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         self.model.eval()
         self.device = device
-        self.batch_size = batch_size
         logger.info("loaded %s in %.1fs", path, time.perf_counter() - t0)
 
     def render(self, prompt: str) -> str:
@@ -50,19 +42,19 @@ class TransformersBackend(Backend):
         return prompt
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0
+        self, requests: Sequence[Request], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0
     ) -> list[Generation]:
         out: list[Generation] = []
-        for i in range(0, len(prompts), self.batch_size):
-            out.extend(self._generate_batch(prompts[i : i + self.batch_size], max_new_tokens, temperature, seed))
+        for i in range(0, len(requests), self.batch_size):
+            out.extend(self._generate_batch(requests[i : i + self.batch_size], max_new_tokens, temperature, seed))
         return out
 
     def _generate_batch(
-        self, prompts: Sequence[str], max_new_tokens: int, temperature: float, seed: int
+        self, requests: Sequence[Request], max_new_tokens: int, temperature: float, seed: int
     ) -> list[Generation]:
         import torch
 
-        texts = [self.render(p) for p in prompts]
+        texts = [self.render(r.prompt) + r.prefill for r in requests]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         kwargs = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if temperature > 0:
@@ -77,15 +69,15 @@ class TransformersBackend(Backend):
         new = seqs[:, enc["input_ids"].shape[1] :]
         eos = _eos_ids(self.model, self.tokenizer)
         gens = []
-        for row_in, row_new in zip(enc["attention_mask"], new, strict=True):
+        for req, row_in, row_new in zip(requests, enc["attention_mask"], new, strict=True):
             ids = row_new.tolist()
             n_out = len(ids)
             for j, t in enumerate(ids):  # count up to and including the first end token
                 if t in eos:
                     n_out = j + 1
                     break
-            text = self.tokenizer.decode(ids[:n_out], skip_special_tokens=True).strip()
-            gens.append(Generation(text, int(row_in.sum()), n_out, latency))
+            text = (req.prefill + self.tokenizer.decode(ids[:n_out], skip_special_tokens=True)).strip()
+            gens.append(Generation(text, int(row_in.sum()), n_out, latency, tokens_source=TOKENS_FROM_TOKENIZER))
         return gens
 
     def close(self) -> None:

@@ -1,9 +1,15 @@
 """Stage ``collect``: run every candidate (LLM x mode) on every query, score the answers, count tokens and cost.
 
 Results are appended as Parquet parts (one per finished batch) under ``parts_dir/<llm>/``; a killed run resumes
-where it stopped, skipping every (query_id, candidate) already in a part. A part set is tied to a fingerprint of
-the LLM's spec and the generation settings; a changed setting starts that LLM afresh. A failed generation or
-scorer becomes a row with ``error`` set, never a gap.
+where it stopped, skipping every (query_id, candidate) already in a part. When two parts hold the same
+(query_id, candidate) (a retried error), the later part wins. A part set is tied to a fingerprint of what decides
+the LLM's answers (its spec, the identity options of its backend, the generation settings); a changed setting
+starts that LLM afresh. A failed generation or scorer becomes a row with ``error`` set, never a gap.
+
+Cost control: :func:`plan` estimates the calls and their cost before anything runs (``fusion collect
+--dry-run`` prints it); with ``collect.max_cost_usd`` set, a run whose estimate (plus what the parts already
+cost) passes the cap does not start, and a run whose running total passes it stops after the part it is writing
+(:class:`BudgetExceeded`; every finished part is kept).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import hashlib
 import json
 import logging
 import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,21 +33,34 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fusion.backends import Backend, make_backend
+from fusion.backends import Backend, Request, make_backend
+from fusion.backends.base import identity
+from fusion.collection import parts
 from fusion.config import CollectConfig, LLMSpec
+from fusion.log.importers.values import estimate_tokens
 from fusion.log.schema import COLUMNS, candidate_name, coerce_log
 
 logger = logging.getLogger(__name__)
 
+KEY = ["query_id", "candidate"]
+
+
+class BudgetExceeded(RuntimeError):
+    """The collection's estimated or running cost passed ``collect.max_cost_usd``; finished parts are kept."""
+
 
 def _fingerprint(spec: LLMSpec, cfg: CollectConfig) -> str:
     keep = cfg.model_dump(include={"max_new_tokens", "temperature", "seed", "dtype"})
-    blob = json.dumps({"llm": spec.model_dump(), "collect": keep}, sort_keys=True, default=str)
+    blob = json.dumps({"llm": identity(spec), "collect": keep}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def _llm_dir(parts_dir: Path, spec: LLMSpec, cfg: CollectConfig) -> Path:
-    d = parts_dir / spec.name.replace("/", "__")
+def llm_dir(parts_dir: Path, spec: LLMSpec) -> Path:
+    return Path(parts_dir) / spec.name.replace("/", "__")
+
+
+def _open_llm_dir(parts_dir: Path, spec: LLMSpec, cfg: CollectConfig) -> Path:
+    d = llm_dir(parts_dir, spec)
     fp = _fingerprint(spec, cfg)
     marker = d / "FINGERPRINT"
     if d.exists() and (not marker.exists() or marker.read_text().strip() != fp):
@@ -52,19 +71,18 @@ def _llm_dir(parts_dir: Path, spec: LLMSpec, cfg: CollectConfig) -> Path:
     return d
 
 
+def _current(d: Path, spec: LLMSpec, cfg: CollectConfig) -> bool:
+    marker = d / "FINGERPRINT"
+    return marker.is_file() and marker.read_text().strip() == _fingerprint(spec, cfg)
+
+
 def read_parts(d: Path) -> pd.DataFrame:
-    files = sorted(d.glob("part-*.parquet"))
-    if not files:
-        return coerce_log(pd.DataFrame(columns=list(COLUMNS)))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    """The rows of an LLM's parts; for a (query_id, candidate) written twice (a retried error), the later."""
+    return coerce_log(parts.read_parts(d, KEY, pd.DataFrame(columns=list(COLUMNS))))
 
 
-def _write_part(d: Path, rows: list[dict]) -> None:
-    df = coerce_log(pd.DataFrame(rows))
-    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = d / f".{name}.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(d / name)  # atomic: a part is either whole or absent
+def write_part(d: Path, rows: list[dict]) -> Path:
+    return parts.write_part(d, coerce_log(pd.DataFrame(rows)))
 
 
 def _score_all(tasks: list, responses: list[str | None], truths: list[str], workers: int) -> list[tuple]:
@@ -82,6 +100,82 @@ def _score_all(tasks: list, responses: list[str | None], truths: list[str], work
         return list(pool.map(one, range(len(responses))))
 
 
+# ---- the plan ---------------------------------------------------------------------------------------------
+@dataclass
+class PlannedCandidate:
+    candidate: str
+    backend: str
+    done: int  # rows already in the parts (kept)
+    retry: int  # error rows to re-run (with retry_errors)
+    calls: int  # calls this run makes (missing + retry)
+    est_input_tokens: int
+    est_output_tokens: int
+    est_cost_usd: float
+    spent_usd: float  # what the kept rows cost
+
+
+def _todo(queries: pd.DataFrame, spec: LLMSpec, done: pd.DataFrame, retry_errors: bool) -> dict[str, pd.DataFrame]:
+    keep = done[done["error"].isna()] if retry_errors else done
+    return {mode: queries[~queries["query_id"].isin(keep.loc[keep["mode"] == mode, "query_id"])]
+            for mode in spec.modes}
+
+
+def _existing(parts_dir: Path, spec: LLMSpec, cfg: CollectConfig, wanted: set) -> pd.DataFrame:
+    d = llm_dir(parts_dir, spec)
+    if not _current(d, spec, cfg):
+        return coerce_log(pd.DataFrame(columns=list(COLUMNS)))
+    done = read_parts(d)
+    return done[done["query_id"].isin(wanted)]
+
+
+def plan(queries: pd.DataFrame, pool: list[LLMSpec], cfg: CollectConfig, parts_dir: Path, *,
+         retry_errors: bool = False) -> list[PlannedCandidate]:
+    """What a run would do, per candidate, with an estimated cost: input tokens ``ceil(chars / 4)`` of the
+    prompt, output tokens the mean of the candidate's finished rows (else ``max_new_tokens``, an upper bound)."""
+    from fusion.tasks import get_task
+
+    wanted = set(queries["query_id"])
+    out = []
+    for spec in pool:
+        done = _existing(parts_dir, spec, cfg, wanted)
+        todo = _todo(queries, spec, done, retry_errors)
+        for mode in spec.modes:
+            cand = candidate_name(spec.name, mode)
+            mine = done[done["mode"] == mode]
+            qs = todo[mode]
+            prompts = pd.Series([get_task(t).build_prompt(q, mode) for t, q in zip(qs["task"], qs["query"],
+                                                                                     strict=True)], dtype="string")
+            n_in = int(estimate_tokens(prompts).sum()) if len(prompts) else 0
+            seen = mine["output_tokens"].dropna()
+            per_out = float(seen.mean()) if len(seen) else float(cfg.max_new_tokens[mode])
+            n_out = int(round(per_out * len(qs)))
+            kept = mine[mine["error"].isna()] if retry_errors else mine
+            out.append(PlannedCandidate(
+                candidate=cand, backend=spec.backend, done=len(kept), retry=len(mine) - len(kept), calls=len(qs),
+                est_input_tokens=n_in, est_output_tokens=n_out,
+                est_cost_usd=(n_in * spec.input_price + n_out * spec.output_price) / 1e6,
+                spent_usd=float(kept["cost_usd"].fillna(0).sum()),
+            ))
+    return out
+
+
+def plan_frame(planned: list[PlannedCandidate]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(p) for p in planned])
+
+
+def _check_estimate(planned: list[PlannedCandidate], cap: float | None) -> None:
+    if cap is None:
+        return
+    est = sum(p.est_cost_usd for p in planned)
+    spent = sum(p.spent_usd for p in planned)
+    if spent + est > cap:
+        raise BudgetExceeded(
+            f"collection not started: the estimated cost of this run ${est:.4f} plus the ${spent:.4f} its finished "
+            f"rows cost passes collect.max_cost_usd = ${cap:.4f}. `fusion collect --dry-run` shows the plan; raise "
+            "the cap or shrink the pool or the queries")
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
 def collect(
     queries: pd.DataFrame,
     pool: list[LLMSpec],
@@ -90,55 +184,63 @@ def collect(
     *,
     model_cache: Path,
     backend_factory=make_backend,
+    retry_errors: bool = False,
 ) -> pd.DataFrame:
-    """Return the routing log of ``queries`` x ``pool`` (resuming from ``parts_dir``)."""
+    """Return the routing log of ``queries`` x ``pool`` (resuming from ``parts_dir``; with ``retry_errors``,
+    error rows are re-run and replaced)."""
     from fusion.tasks import get_task
 
     parts_dir = Path(parts_dir)
     wanted = set(queries["query_id"])
+    planned = plan(queries, pool, cfg, parts_dir, retry_errors=retry_errors)
+    _check_estimate(planned, cfg.max_cost_usd)
+    budget = _Budget(cfg.max_cost_usd, sum(p.spent_usd for p in planned))
     total = len(queries) * sum(len(s.modes) for s in pool)
     logs = []
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[tokens]} tok · ${task.fields[usd]:.4f}"),
+        TextColumn("{task.fields[tokens]} tok · ${task.fields[usd]:.4f} · {task.fields[errors]} err"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         transient=False,
     ) as progress:
-        bar = progress.add_task("collect", total=total, tokens=0, usd=0.0)
+        bar = progress.add_task("collect", total=total, tokens=0, usd=0.0, errors=0)
         for spec in pool:
-            d = _llm_dir(parts_dir, spec, cfg)
+            d = _open_llm_dir(parts_dir, spec, cfg)
             done = read_parts(d)
             done = done[done["query_id"].isin(wanted)]
-            progress.update(bar, advance=len(done))
-            todo = {
-                mode: queries[~queries["query_id"].isin(done.loc[done["mode"] == mode, "query_id"])]
-                for mode in spec.modes
-            }
+            todo = _todo(queries, spec, done, retry_errors)
+            progress.update(bar, advance=len(queries) * len(spec.modes) - sum(len(t) for t in todo.values()))
             if any(len(t) for t in todo.values()):
-                backend = backend_factory(
-                    spec.backend,
-                    spec.model,
-                    model_cache=model_cache,
-                    device=cfg.device,
-                    dtype=cfg.dtype,
-                    batch_size=cfg.batch_size,
-                )
+                backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                                          batch_size=cfg.batch_size)
                 try:
                     for mode, qs in todo.items():
-                        _run_mode(backend, spec, mode, qs, cfg, d, get_task, progress, bar)
+                        _run_mode(backend, spec, mode, qs, cfg, d, get_task, progress, bar, budget)
                 finally:
                     backend.close()
             part = read_parts(d)
             logs.append(part[part["query_id"].isin(wanted)])
     log = pd.concat(logs, ignore_index=True)
-    return coerce_log(log.sort_values(["query_id", "candidate"]).reset_index(drop=True))
+    return coerce_log(log.sort_values(KEY).reset_index(drop=True))
+
+
+@dataclass
+class _Budget:
+    cap: float | None
+    spent: float
+
+    def add(self, usd: float, where: str) -> None:
+        self.spent += usd
+        if self.cap is not None and self.spent > self.cap:
+            raise BudgetExceeded(f"collection stopped after a part of {where}: its running cost ${self.spent:.4f} "
+                                 f"passed collect.max_cost_usd = ${self.cap:.4f}; every finished part is kept")
 
 
 def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg: CollectConfig, d: Path,
-              get_task, progress: Progress, bar) -> None:
+              get_task, progress: Progress, bar, budget: _Budget) -> None:
     if qs.empty:
         return
     prompts = [get_task(t).build_prompt(q, mode) for t, q in zip(qs["task"], qs["query"], strict=True)]
@@ -146,26 +248,29 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
     # similar lengths in one batch waste less padding
     qs = qs.assign(_len=qs["prompt"].str.len()).sort_values(["_len", "query_id"]).drop(columns="_len")
     cand = candidate_name(spec.name, mode)
-    for start in range(0, len(qs), cfg.batch_size):
-        batch = qs.iloc[start : start + cfg.batch_size]
+    size = backend.part_size()
+    for start in range(0, len(qs), size):
+        batch = qs.iloc[start : start + size]
+        requests = [Request(p, qid, mode, q) for p, qid, q in zip(batch["prompt"], batch["query_id"],
+                                                                  batch["query"], strict=True)]
         try:
-            gens = backend.generate(
-                batch["prompt"].tolist(),
-                max_new_tokens=cfg.max_new_tokens[mode],
-                temperature=cfg.temperature,
-                seed=cfg.seed,
-            )
+            gens = backend.generate(requests, max_new_tokens=cfg.max_new_tokens[mode],
+                                    temperature=cfg.temperature, seed=cfg.seed)
+            if len(gens) != len(requests):
+                raise RuntimeError(f"backend returned {len(gens)} generations for {len(requests)} requests")
             gen_error = None
         except Exception as exc:
             logger.exception("generation failed for %s on %d queries", cand, len(batch))
             gens, gen_error = [None] * len(batch), f"generation failed: {type(exc).__name__}: {exc}"
         tasks = [get_task(t) for t in batch["task"]]
-        scores = _score_all(tasks, [g.text if g else None for g in gens], batch["ground_truth"].tolist(),
-                            cfg.sandbox_workers)
+        texts = [g.text if g else None for g in gens]
+        scores = _score_all(tasks, texts, batch["ground_truth"].tolist(), cfg.sandbox_workers)
         now = datetime.now(UTC)
         rows = []
         for (_, q), g, (perf, score_err) in zip(batch.iterrows(), gens, scores, strict=True):
-            cost = (g.input_tokens * spec.input_price + g.output_tokens * spec.output_price) / 1e6 if g else None
+            has_tokens = g is not None and g.input_tokens is not None and g.output_tokens is not None
+            cost = ((g.input_tokens * spec.input_price + g.output_tokens * spec.output_price) / 1e6
+                    if has_tokens else None)
             rows.append({
                 "query_id": q["query_id"], "task": q["task"], "domain": q["domain"], "split": q["split"],
                 "query": q["query"], "prompt": q["prompt"], "ground_truth": q["ground_truth"],
@@ -173,14 +278,16 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
                 "response": g.text if g else None,
                 "input_tokens": g.input_tokens if g else None,
                 "output_tokens": g.output_tokens if g else None,
+                "tokens_source": g.tokens_source if g else None,
                 "cost_usd": cost, "latency_s": g.latency_s if g else None,
                 "performance": perf, "judge_score": None,
                 "error": gen_error or (g.error if g else None) or score_err,
                 "backend": spec.backend, "collected_at": now,
             })
-        _write_part(d, rows)
-        tokens = sum(g.output_tokens for g in gens if g)
+        write_part(d, rows)
         usd = sum(r["cost_usd"] or 0 for r in rows)
         f = progress.tasks[bar].fields
         progress.update(bar, advance=len(batch), description=f"collect {cand}",
-                        tokens=f["tokens"] + tokens, usd=f["usd"] + usd)
+                        tokens=f["tokens"] + sum(r["output_tokens"] or 0 for r in rows), usd=f["usd"] + usd,
+                        errors=f["errors"] + sum(r["error"] is not None for r in rows))
+        budget.add(usd, cand)

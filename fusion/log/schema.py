@@ -31,6 +31,7 @@ COLUMNS: dict[str, str] = {
     "response": "string",
     "input_tokens": "Int64",
     "output_tokens": "Int64",
+    "tokens_source": "string",  # where the token counts came from: tokenizer | server | log (null: unknown)
     "cost_usd": "Float64",
     "latency_s": "Float64",
     "performance": "Float64",

@@ -145,3 +145,22 @@ def summarize(
         notes=[*notes, *_generic_notes(df, missing)],
         seconds=seconds,
     )
+
+
+def error_kinds(errors: pd.Series) -> pd.Series:
+    """The kind of each error message: its text before the first ``:`` or ``(`` (``http 429``, ``timeout``,
+    ``connection failed``, ``malformed response``, ``generation failed``, ``scoring failed``, ...)."""
+    return errors.astype("string").str.extract(r"^([^:(]+)", expand=False).str.strip()
+
+
+def error_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Error rows per candidate and kind, with the share of the candidate's rows and one example message."""
+    cols = ["candidate", "kind", "rows", "share", "example"]
+    err = df[df["error"].notna()]
+    if err.empty:
+        return pd.DataFrame(columns=cols)
+    per_cand = df.groupby("candidate", observed=True).size()
+    g = err.assign(kind=error_kinds(err["error"])).groupby(["candidate", "kind"], observed=True)
+    out = g.agg(rows=("error", "size"), example=("error", "first")).reset_index()
+    out["share"] = out["rows"] / out["candidate"].map(per_cand).astype(float)
+    return out[cols].sort_values(["candidate", "rows"], ascending=[True, False]).reset_index(drop=True)

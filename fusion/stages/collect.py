@@ -5,33 +5,51 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fusion.collection.collect import collect
+import pandas as pd
+
+from fusion.collection.collect import collect, plan, plan_frame
 from fusion.collection.queries import read_queries
 from fusion.config import Params
 from fusion.log.schema import write_log
-from fusion.log.summary import summarize
+from fusion.log.summary import error_summary, summarize
 from fusion.tracking import flat_metrics, stage_run
 
 logger = logging.getLogger(__name__)
 
 
-def run(params: Params) -> Path:
+def dry_run(params: Params, *, retry_errors: bool = False) -> pd.DataFrame:
+    """The planned calls per candidate and their estimated tokens and cost; nothing is generated."""
+    queries = read_queries(params.paths.queries)
+    return plan_frame(plan(queries, list(params.pool), params.collect, params.paths.collect_parts,
+                           retry_errors=retry_errors))
+
+
+def run(params: Params, *, retry_errors: bool = False) -> Path:
     queries = read_queries(params.paths.queries)
     logged = {"pool": [s.model_dump() for s in params.pool], "collect": params.collect.model_dump()}
     with stage_run(params.tracking, "collect", logged) as ml:
         log = collect(queries, list(params.pool), params.collect, params.paths.collect_parts,
-                      model_cache=params.paths.model_cache)
-        out = write_log(log, params.paths.routing_log)
+                      model_cache=params.paths.model_cache, retry_errors=retry_errors)
+        out = write_log(log, params.paths.collected)
+        errors = error_summary(log)
         if ml:
             by_cand = log.groupby("candidate", observed=True).agg(
                 performance=("performance", "mean"), cost_usd=("cost_usd", "sum"),
                 output_tokens=("output_tokens", "sum"), errors=("error", "count"))
             for cand, row in by_cand.iterrows():
                 ml.log_metrics(flat_metrics(row.to_dict(), f"{cand}.".replace(":", "_")))
-            ml.log_metrics({"rows": len(log), "total_cost_usd": float(log["cost_usd"].sum())})
+            ml.log_metrics({"rows": len(log), "total_cost_usd": float(log["cost_usd"].sum()),
+                            "error_rows": int(log["error"].notna().sum())})
             ml.log_dict(summarize(log, source=str(out)).to_dict(), "routing_log_summary.json")
             ml.log_table(by_cand.reset_index(), "per_candidate.json")
+            if len(errors):
+                ml.log_table(errors, "errors.json")
     logger.info("collect: %d rows (%d queries x %d candidates), %d error row(s), %.6f USD", len(log),
                 log["query_id"].nunique(), log["candidate"].nunique(), int(log["error"].notna().sum()),
                 float(log["cost_usd"].sum()))
+    for r in errors.itertuples(index=False):
+        logger.warning("errors: %s: %d x %s (%.0f%% of its rows), e.g. %s", r.candidate, r.rows, r.kind,
+                       100 * r.share, r.example)
+    if len(errors):
+        logger.warning("error rows are kept; `fusion collect --retry-errors` re-runs only those")
     return out
