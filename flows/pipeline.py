@@ -1,5 +1,5 @@
-"""The ``fusion-pipeline`` Prefect flow: queries -> collect -> judge -> validate -> embed -> train -> evaluate ->
-promote.
+"""The ``fusion-pipeline`` Prefect flow: queries -> collect -> judge -> ingest -> validate -> embed -> train ->
+evaluate -> promote.
 
 Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection and
 judging retry (they resume from their parts, so a retry loses nothing); validation failing stops the flow with its
@@ -32,6 +32,7 @@ def _stage_task(name: str, **options):
 queries_task = _stage_task("queries")
 collect_task = _stage_task("collect", retries=2, retry_delay_seconds=10)
 judge_task = _stage_task("judge", retries=2, retry_delay_seconds=10)
+ingest_task = _stage_task("ingest")
 validate_task = _stage_task("validate")
 embed_task = _stage_task("embed", retries=1, retry_delay_seconds=5)
 train_task = _stage_task("train")
@@ -47,7 +48,8 @@ def fusion_pipeline(params_path: str = "params.yaml") -> dict:
     q = queries_task(params_path)
     c = collect_task(params_path, wait_for=[q])
     j = judge_task(params_path, wait_for=[c])
-    v = validate_task(params_path, wait_for=[j])
+    i = ingest_task(params_path, wait_for=[j])
+    v = validate_task(params_path, wait_for=[i])
     e = embed_task(params_path, wait_for=[v])
     t = train_task(params_path, wait_for=[e])
     metrics = evaluate_task(params_path, wait_for=[t])

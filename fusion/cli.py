@@ -159,9 +159,23 @@ def judge(params: Path = PARAMS) -> None:
 
 
 @app.command()
+def ingest(params: Path = PARAMS) -> None:
+    """Union the judged collected rows with the imported logs of params.sources (paths or globs of daily drops,
+    any importer format), as read, for validation."""
+    console.print(f"wrote {_stage('ingest', params)}")
+
+
+@app.command()
 def validate(params: Path = PARAMS) -> None:
-    """Check the routing log with the great-expectations suite; exit 1 when a blocking expectation fails."""
-    console.print(f"routing log valid; report in {_stage('validate', params)}")
+    """Check the ingested log with the great-expectations suites: offending rows go to the quarantine file (each
+    with its failed expectations), the rest becomes the routing log; exit 1 when a blocking expectation fails."""
+    import json
+
+    out = _stage("validate", params)
+    report = json.loads(Path(out).read_text())
+    console.print(f"routing log valid: {report['n_rows'] - report['n_quarantined']} rows kept, "
+                  f"{report['n_quarantined']} quarantined; report in {out}"
+                  + (f"; Data Docs {report['data_docs']}" if report.get("data_docs") else ""))
 
 
 @app.command()

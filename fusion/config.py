@@ -71,6 +71,16 @@ class CollectConfig(_Strict):
     max_cost_usd: float | None = Field(default=None, ge=0)
 
 
+class SourceConfig(_Strict):
+    """An imported routing log the pipeline ingests: a path or a glob (relative to params.yaml) in an importer
+    format (`fusion data formats`), with the importer's options. Put daily drops under the drop folder
+    (``paths.incoming``): DVC watches that folder, so a new file re-runs the pipeline from ``ingest``."""
+
+    path: str
+    format: str = "long"
+    options: dict[str, Any] = {}
+
+
 class JudgeConfig(_Strict):
     """The LLM judge (stage ``judge``): ``llm`` is a pool-style entry (any backend; its modes are unused)."""
 
@@ -95,7 +105,12 @@ class JudgeConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
+    #: blocking: a candidate with more error rows than this stops the pipeline
     max_error_rate: float = Field(default=0.2, ge=0, le=1)
+    #: blocking: more quarantined rows than this share of the log stops the pipeline
+    max_quarantine_fraction: float = Field(default=0.5, ge=0, le=1)
+    #: build great-expectations Data Docs (HTML) under paths.data_docs
+    data_docs: bool = True
 
 
 class EmbedConfig(_Strict):
@@ -160,8 +175,13 @@ class PathsConfig(_Strict):
     judge_parts: Path = Path("data/judge_parts")
     judge_verdicts: Path = Path("data/judge_verdicts.parquet")
     judge_report: Path = Path("reports/judge.json")
+    judged: Path = Path("data/judged.parquet")
+    incoming: Path = Path("incoming")
+    ingested: Path = Path("data/ingested.parquet")
     routing_log: Path = Path("data/routing_log.parquet")
+    quarantine: Path = Path("data/quarantine.parquet")
     validation_report: Path = Path("reports/validation.json")
+    data_docs: Path = Path("reports/data_docs")
     embeddings: Path = Path("data/embeddings.parquet")
     routers_dir: Path = Path("models/routers")
     eval_metrics: Path = Path("metrics/eval.json")
@@ -176,6 +196,7 @@ class Params(_Strict):
     pool: list[LLMSpec] = Field(min_length=1)
     queries: QueriesConfig
     collect: CollectConfig = CollectConfig()
+    sources: list[SourceConfig] = []
     judge: JudgeConfig = JudgeConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     embed: EmbedConfig = EmbedConfig()
@@ -213,7 +234,10 @@ class Params(_Strict):
             tracking["uri"] = prefix + str(base / tracking["uri"][len(prefix):])
         if "://" not in tracking["artifact_root"] and not Path(tracking["artifact_root"]).is_absolute():
             tracking["artifact_root"] = str(base / tracking["artifact_root"])
-        return self.model_copy(update={"paths": PathsConfig(**paths), "tracking": TrackingConfig(**tracking)})
+        sources = [s if Path(s.path).is_absolute() else s.model_copy(update={"path": str(base / s.path)})
+                   for s in self.sources]
+        return self.model_copy(update={"paths": PathsConfig(**paths), "tracking": TrackingConfig(**tracking),
+                                       "sources": sources})
 
 
 def _repeated(names: list[str]) -> list[str]:

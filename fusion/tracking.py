@@ -69,6 +69,29 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def data_version(path: Path) -> dict[str, str]:
+    """What names a version of a data file on MLflow runs and registered versions: its md5 (what DVC records
+    for it in dvc.lock), its size, and for a routing log its rows, queries and candidates."""
+    import hashlib
+
+    path = Path(path)
+    md5 = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            md5.update(block)
+    tags = {"fusion.data.path": path.name, "fusion.data.md5": md5.hexdigest(), "fusion.data.bytes": str(path.stat().st_size)}
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["query_id", "candidate"])
+        tags["fusion.data.rows"] = str(table.num_rows)
+        tags["fusion.data.queries"] = str(len(set(table.column("query_id").to_pylist())))
+        tags["fusion.data.candidates"] = str(len(set(table.column("candidate").to_pylist())))
+    except Exception:  # not a routing log: the hash alone names it
+        pass
+    return tags
+
+
 # registry: client and aliases ----------------------------------------------------------------
 def registry_client(cfg: TrackingConfig):
     """An MlflowClient on the configured tracking/registry URI."""

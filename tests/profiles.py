@@ -26,6 +26,7 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
         "judge": {"enabled": True, "max_new_tokens": 6, "batch_size": 8,
                   "llm": {"name": "tiny-judge", "backend": "transformers", "model": str(model_dir),
                           "input_price": 0.1, "output_price": 0.2}},
+        "sources": [{"path": "incoming/*.jsonl", "format": "long"}],
         "validate": {"max_error_rate": 0.2},
         "embed": {"encoder": MINILM, "batch_size": 16},
         "scenario": {"name": "balance"},
@@ -43,6 +44,8 @@ def write_tiny_profile(root: Path, model_dir: Path, **kw) -> Path:
     if not (model_dir / "config.json").exists():
         build_tiny_llama(model_dir)
     root.mkdir(parents=True, exist_ok=True)
+    (root / "incoming").mkdir(exist_ok=True)  # the drop folder (a DVC dependency)
+    (root / "incoming" / "README.md").write_text("drop routing logs here\n")
     p = root / "params.yaml"
     p.write_text(yaml.safe_dump(tiny_params(root, model_dir, **kw), sort_keys=False))
     return p

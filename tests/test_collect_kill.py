@@ -118,5 +118,5 @@ def test_sigkilled_judge_resumes_to_the_uninterrupted_verdicts(tiny_llama, tmp_p
     assert len(resumed) == N_PARTS and not resumed.duplicated(["query_id", "candidate"]).any()
     pd.testing.assert_frame_equal(resumed, reference)
     assert resumed["verdict"].str.startswith("Score:").all()  # the reply continues the prefill
-    pd.testing.assert_frame_equal(_stable(run / "data" / "routing_log.parquet"),
-                                  _stable(ref / "data" / "routing_log.parquet"))
+    pd.testing.assert_frame_equal(_stable(run / "data" / "judged.parquet"),
+                                  _stable(ref / "data" / "judged.parquet"))

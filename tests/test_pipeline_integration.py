@@ -33,7 +33,8 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     for m in metrics["methods"]:
         assert o["oracle"]["reward"] >= o[m]["reward"] - 1e-9, m
     for f in ("data/collected.parquet", "data/routing_log.parquet", "data/judge_verdicts.parquet",
-              "reports/judge.json", "data/embeddings.parquet", "models/routers/knn/router.json",
+              "reports/judge.json", "data/ingested.parquet", "data/quarantine.parquet",
+              "reports/data_docs/index.html", "data/embeddings.parquet", "models/routers/knn/router.json",
               "models/routers/best-single/router.json", "models/routers/manifest.json", "metrics/eval.json",
               "reports/eval.md", "reports/eval.png", "reports/validation.json", "reports/promotion.json"):
         assert (tmp_path / f).is_file(), f
@@ -43,7 +44,7 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("tiny")
     runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote"}
+    assert set(runs) == {"queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote"}
     for stage, run in runs.items():
         assert run.info.status == "FINISHED", stage
         assert run.data.params, stage
@@ -85,7 +86,7 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     _run(["dvc", "init", "-q"], work)
 
     first = _run(["dvc", "repro"], work)
-    for stage in ("queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote"):
+    for stage in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((work / "metrics/eval.json").read_text())
     assert metrics["routers"] == ["knn", "best-single"]
@@ -98,7 +99,7 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     p["routers"][0]["params"]["k"] = 2
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     third = _run(["dvc", "repro"], work)
-    ran = {s for s in ("queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote")
+    ran = {s for s in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
            if f"Running stage '{s}'" in third}
     assert ran == {"train", "evaluate", "promote"}
     assert json.loads((work / "models/routers/knn/router.json").read_text())["params"]["k"] == 2
@@ -106,3 +107,33 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
     decision = json.loads((work / "reports/promotion.json").read_text())
     assert decision["champion_before"] is not None and decision["challenger"] in {"3", "4"}
     assert ("beats champion" in decision["reason"]) == decision["promoted"]
+
+    # a new production log in the drop folder: the pipeline re-runs from ingest, and the router versions it
+    # registers are tagged with the new data version (the md5 DVC records for the routing log)
+    import mlflow
+    import pandas as pd
+
+    from fusion.log.importers import write_long
+
+    old_md5 = _lock_md5(work, "data/routing_log.parquet")
+    log = pd.read_parquet(work / "data/routing_log.parquet")
+    drop = log.assign(query_id="prod-" + log["query_id"], query="production: " + log["query"],
+                      backend="production")
+    write_long(drop, work / "incoming" / "2026-12-01.jsonl")
+    fourth = _run(["dvc", "repro"], work)
+    ran = {s for s in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
+           if f"Running stage '{s}'" in fourth}
+    assert ran == {"ingest", "validate", "embed", "train", "evaluate", "promote"}
+    new_md5 = _lock_md5(work, "data/routing_log.parquet")
+    assert new_md5 != old_md5 and len(pd.read_parquet(work / "data/routing_log.parquet")) == 2 * len(log)
+    client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
+    for version in ("5", "6"):
+        tags = client.get_model_version("tiny-router", version).tags
+        assert tags["fusion.data.md5"] == new_md5 and tags["fusion.data.rows"] == str(2 * len(log)), tags
+    assert client.get_model_version("tiny-router", "3").tags["fusion.data.md5"] == old_md5
+    assert "Running stage" not in _run(["dvc", "repro"], work)  # nothing new: no work
+
+
+def _lock_md5(work: Path, out: str) -> str:
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    return next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", []) if o["path"] == out)

@@ -42,11 +42,12 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: list[str],
-                     name: str = "router", encoder=None) -> str | None:
+                     name: str = "router", encoder=None, tags: dict[str, str] | None = None) -> str | None:
     """Log the saved router as a pyfunc model (artifact path ``name``) in the active run and register it as a
     new version of ``cfg.registered_router``; returns the version. The model's metadata holds the router, the
     encoder reference, the candidate pool and the scenario; the version is tagged with them too. ``encoder``
-    (an :class:`fusion.embedding.Encoder` of the router's encoder) saves loading it again for the signature."""
+    (an :class:`fusion.embedding.Encoder` of the router's encoder) saves loading it again for the signature;
+    ``tags`` are set on the version too (the pipeline's: the data version it learnt from)."""
     if not cfg.enabled:
         return None
     import mlflow
@@ -81,7 +82,8 @@ def log_router_model(router_dir: Path, cfg: TrackingConfig, example_queries: lis
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for key, value in (("router", router.name), ("encoder", router.meta["encoder"]),
-                       ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"]))):
+                       ("candidates", ",".join(router.candidates)), ("scenario", json.dumps(metadata["scenario"])),
+                       *(tags or {}).items()):
         client.set_model_version_tag(cfg.registered_router, version, key, str(value)[:5000])
     logger.debug("registered %s version %s (%s)", cfg.registered_router, version, router.name)
     return version

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-STAGES = ("queries", "collect", "judge", "validate", "embed", "train", "evaluate", "promote")
+STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
 
 
 def runner(stage: str) -> Callable[[Any], Any]:

@@ -11,7 +11,7 @@ from fusion.routers import load_router
 from fusion.routers.evaluation import evaluate_routers
 from fusion.routers.report import evaluation_markdown, plot_evaluation
 from fusion.stages.routing import read_manifest, routing_data
-from fusion.tracking import flat_metrics, stage_run
+from fusion.tracking import data_version, flat_metrics, stage_run
 
 
 def run(params: Params) -> dict:
@@ -32,6 +32,7 @@ def run(params: Params) -> dict:
             ml.log_metrics(flat_metrics({k: metrics[k] for k in ("overall", "per_task", "gap_recovered",
                                                                  "gain_over_best_single", "gain_over_task_best",
                                                                  "task_blind") if k in metrics}))
+            ml.set_tags(data_version(params.paths.routing_log))
             ml.set_tag("fusion.best_router", metrics["best_router"])
             ml.set_tag("fusion.split_fingerprint", metrics["split_fingerprint"])
             for p in (paths.eval_metrics, paths.eval_report, paths.eval_plot):

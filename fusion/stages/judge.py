@@ -33,7 +33,7 @@ def run(params: Params) -> Path:
         (verdicts if verdicts is not None else empty_verdicts()).to_parquet(params.paths.judge_verdicts, index=False)
         table = agreement(log, cfg.agreement_threshold)
         report["agreement"] = json.loads(table.to_json(orient="records"))
-        out = write_log(log, params.paths.routing_log)
+        out = write_log(log, params.paths.judged)
         params.paths.judge_report.parent.mkdir(parents=True, exist_ok=True)
         params.paths.judge_report.write_text(json.dumps(report, indent=2) + "\n")
         if ml:

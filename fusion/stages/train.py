@@ -14,7 +14,7 @@ from fusion.embedding import Encoder
 from fusion.routers.serving import log_router_model
 from fusion.routers.training import train_router
 from fusion.stages.routing import MANIFEST, routing_data
-from fusion.tracking import stage_run
+from fusion.tracking import data_version, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +30,18 @@ def run(params: Params) -> Path:
               "scenario": params.scenario.model_dump(), "encoder": params.embed.encoder}
     entries = []
     encoder = Encoder(params.embed.encoder, params.paths.embedding_cache, params.embed.batch_size)  # loads lazily
+    data_tags = data_version(params.paths.routing_log)  # the champion names the data it learnt from
     with stage_run(params.tracking, "train", logged) as ml:
+        if ml:
+            ml.set_tags(data_tags)
         for spec in params.routers:
             t0 = time.perf_counter()
             router = train_router(spec.name, data, log, encoder=params.embed.encoder, scenario=scenario,
                                   seed=spec.seed, params=spec.params)
             fit_s = time.perf_counter() - t0
             out = router.save(root / spec.name)
-            version = (log_router_model(out, params.tracking, examples, name=f"router-{spec.name}", encoder=encoder)
-                       if ml else None)
+            version = (log_router_model(out, params.tracking, examples, name=f"router-{spec.name}", encoder=encoder,
+                                        tags=data_tags) if ml else None)
             entries.append({"name": spec.name, "dir": spec.name, "version": version, "fit_s": round(fit_s, 3)})
             logger.info("trained %s in %.1f s%s", spec.name, fit_s, f", registered version {version}" if version else "")
             if ml:

@@ -87,6 +87,19 @@ def _check_columns(columns: list[str], path: Path) -> None:
 @IMPORTERS.register(FORMAT)
 def import_long(src: Path) -> Imported:
     """Import a canonical log from ``.csv``, ``.jsonl`` or ``.parquet`` (see the module docstring)."""
+    df, notes = read_long_raw(src)
+    source = str(src)
+    rows = df[ROW]
+    for col in NUMERIC:
+        if col in df.columns:
+            df[col] = parse_numbers(df[col], source=source, column=col, rows=rows)
+    return Imported(frame=df, notes=notes, files=[Path(src)])
+
+
+def read_long_raw(src: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A long log's rows as read, with the optional columns filled as the module docstring says, but numbers
+    left as they came (ingestion quarantines a row whose value is not a number instead of refusing the file).
+    Column problems (unknown, repeated, required missing) and bad modes or candidates still raise."""
     path = Path(src)
     if path.is_dir():
         raise LogImportError(f"{path}: the long format reads one file, not a directory")
@@ -107,11 +120,6 @@ def import_long(src: Path) -> Imported:
             f"{source}: missing required column(s) {missing}; a long log needs {list(REQUIRED)}"
         )
     rows = pd.Series([f"row {i + 1}" for i in range(len(df))], index=df.index, dtype=object)
-
-    for col in NUMERIC:
-        if col in df.columns:
-            df[col] = parse_numbers(df[col], source=source, column=col, rows=rows)
-
     if "mode" not in df.columns:
         df["mode"] = "direct"
         notes.append("no 'mode' column: every row is mode 'direct'")
@@ -150,7 +158,7 @@ def import_long(src: Path) -> Imported:
         notes.append(f"absent optional columns left null: {absent}")
     df[ROW] = rows
     logger.debug("read %d rows of a long log from %s", len(df), source)
-    return Imported(frame=df, notes=notes, files=[path])
+    return df, notes
 
 
 def _json_default(v: Any) -> Any:
