@@ -1,9 +1,10 @@
 """The ``fusion-pipeline`` Prefect flow: queries -> collect -> judge -> ingest -> validate -> embed -> train ->
 evaluate -> promote.
 
-Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection and
-judging retry (they resume from their parts, so a retry loses nothing); validation failing stops the flow with its
-report.
+Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection is a
+subflow of mapped shards (``collect.scale_out``: a thread pool, or a Dask cluster; GPU shards to a GPU work pool).
+Collection shards and judging retry (they resume from their parts, so a retry loses nothing); validation failing
+stops the flow with its report.
 
 Run once:      fusion pipeline            (or: python -m flows.pipeline)
 Serve nightly: python -m flows.serve      (a local process that runs the `nightly-retrain` schedule)
@@ -15,8 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.utilities.annotations import unmapped
 
-from fusion.stages.driving import run_stage
+from fusion.config import ScaleOutConfig
+from fusion.stages.driving import load_params, run_stage
 
 
 def _stage_task(name: str, **options):
@@ -30,7 +33,6 @@ def _stage_task(name: str, **options):
 
 
 queries_task = _stage_task("queries")
-collect_task = _stage_task("collect", retries=2, retry_delay_seconds=10)
 judge_task = _stage_task("judge", retries=2, retry_delay_seconds=10)
 ingest_task = _stage_task("ingest")
 validate_task = _stage_task("validate")
@@ -40,13 +42,72 @@ evaluate_task = _stage_task("evaluate")
 promote_task = _stage_task("promote")
 
 
+# ---- collection, fanned out ---------------------------------------------------------------------------------
+def task_runner(cfg: ScaleOutConfig):
+    """The task runner ``collect.scale_out`` asks for: a Dask cluster (a scheduler address, else a LocalCluster),
+    or a thread pool."""
+    if cfg.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.dask_workers, "processes": cfg.dask_processes,
+                                              "threads_per_worker": 1})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.shards)
+
+
+@task(name="collect-shard", retries=2, retry_delay_seconds=10)
+def collect_shard_task(params_path: str, shard: dict) -> int:
+    """One shard of the collection: whole parts of one candidate (resumable, so a retry loses nothing)."""
+    from fusion.stages.collect import run_one_shard
+
+    rows = run_one_shard(load_params(params_path), shard)
+    get_run_logger().info("shard %s:%s#%d: %d rows", shard["llm"], shard["mode"], shard["index"], rows)
+    return rows
+
+
+@flow(name="fusion-collect-shard", log_prints=False)
+def collect_shard_flow(params_path: str, shard: dict) -> int:
+    """One shard as a flow of its own: what the GPU deployment (prefect.yaml, a GPU work pool) runs."""
+    return collect_shard_task(params_path, shard)
+
+
+@flow(name="fusion-collect", log_prints=False)
+def collect_flow(params_path: str) -> dict:
+    """Collection as mapped shards on this flow's task runner (see :func:`task_runner`); shards of vllm pool
+    entries go to ``collect.scale_out.gpu_deployment`` when set. Returns the log's path and the shard count."""
+    from fusion.stages.collect import finish, plan_shards
+
+    params = load_params(params_path)
+    cfg = params.collect.scale_out
+    shards = plan_shards(params)
+    gpu = [s for s in shards if cfg.gpu_deployment and s["backend"] == "vllm"]
+    local = [s for s in shards if s not in gpu]
+    futures = collect_shard_task.map(unmapped(params_path), local)
+    if gpu:
+        from prefect.deployments import run_deployment
+
+        for shard in gpu:
+            run = run_deployment(cfg.gpu_deployment, parameters={"params_path": params_path, "shard": shard})
+            if not run.state or not run.state.is_completed():
+                raise RuntimeError(f"GPU shard {shard['llm']}:{shard['mode']}#{shard['index']} ended "
+                                   f"{run.state.name if run.state else 'without a state'}")
+    rows = [f.result() for f in futures]  # raises if a shard failed (after its retries)
+    out = finish(params)
+    get_run_logger().info("collect: %d shard(s), %d rows generated, log %s", len(shards), sum(rows), out)
+    return {"log": str(out), "shards": len(shards)}
+
+
 @flow(name="fusion-pipeline", log_prints=False)
 def fusion_pipeline(params_path: str = "params.yaml") -> dict:
     """Run every stage in order on the parameters in ``params_path``; returns the evaluation metrics and the
     promotion decision (``{"evaluate": ..., "promote": ...}``)."""
     params_path = str(Path(params_path).resolve())
     q = queries_task(params_path)
-    c = collect_task(params_path, wait_for=[q])
+    scale_out = load_params(params_path).collect.scale_out
+    c = collect_flow.with_options(task_runner=task_runner(scale_out))(params_path, wait_for=[q])
     j = judge_task(params_path, wait_for=[c])
     i = ingest_task(params_path, wait_for=[j])
     v = validate_task(params_path, wait_for=[i])

@@ -249,6 +249,49 @@ def pipeline(params: Path = PARAMS) -> None:
     _print_decision(result["promote"])
 
 
+@data_app.command("validate")
+def data_validate(
+    src: Path = typer.Argument(..., help="a routing log file or folder (any importer format)"),
+    fmt: str = typer.Option("long", "--format", "-f", help="its format (fusion data import --help)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write the clean rows here (.parquet)"),
+    quarantine: Path | None = typer.Option(None, help="write the quarantined rows here (.parquet)"),
+    docs: Path | None = typer.Option(None, help="write great-expectations Data Docs (HTML) into this folder"),
+    max_error_rate: float = typer.Option(0.2, help="blocking: error rows per candidate"),
+    max_quarantine_fraction: float = typer.Option(0.5, help="blocking: share of rows quarantined"),
+) -> None:
+    """Validate any routing log with the pipeline's suites, outside the pipeline: the failed expectations with
+    the rows they quarantine; exit 1 when a blocking expectation fails."""
+    from fusion.collection.ingest import SourceError, ingest
+    from fusion.collection.validate import FAILED, SOURCE, validate_log
+    from fusion.config import SourceConfig
+    from fusion.log.schema import write_log
+
+    try:
+        raw, _ = ingest(None, [SourceConfig(path=str(src.resolve()), format=fmt)], Path.cwd())
+    except SourceError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    v = validate_log(raw, max_error_rate, max_quarantine_fraction=max_quarantine_fraction, docs_dir=docs)
+    console.print(v.report.render(), highlight=False)
+    if len(v.quarantine):
+        import pandas as pd
+
+        kinds = v.quarantine[FAILED].str.split("; ").explode().value_counts()
+        console.print(_frame_table(pd.DataFrame({"expectation": kinds.index, "rows": kinds.to_numpy()}),
+                                   "quarantined rows per failed expectation"))
+    if quarantine is not None:
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        v.quarantine.to_parquet(quarantine, index=False)
+        console.print(f"wrote {quarantine} ({len(v.quarantine)} rows, with {FAILED} and {SOURCE})")
+    if out is not None and v.report.success:
+        write_log(v.clean, out)
+        console.print(f"wrote {out} ({len(v.clean)} rows)")
+    if v.report.data_docs:
+        console.print(f"Data Docs: {v.report.data_docs}")
+    if not v.report.success:
+        raise typer.Exit(1)
+
+
 @data_app.command("import")
 def data_import(
     src: Path = typer.Argument(..., help="file or folder to import"),

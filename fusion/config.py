@@ -58,6 +58,20 @@ class QueriesConfig(_Strict):
     sources: list[QuerySource] = Field(min_length=1)
 
 
+class ScaleOutConfig(_Strict):
+    """How the Prefect flow fans collection out: each candidate's remaining calls in ``shards`` runs of whole
+    parts, mapped to Prefect tasks on a thread pool or, with ``runner: dask``, on a Dask cluster (``dask_address``
+    of a running scheduler, else a LocalCluster of ``dask_workers``). Shards of ``vllm`` pool entries go to the
+    deployment ``gpu_deployment`` (a work pool of GPU workers, prefect.yaml) when it is set."""
+
+    shards: int = Field(default=1, gt=0)
+    runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
+    dask_workers: int = Field(default=2, gt=0)
+    dask_processes: bool = False
+    gpu_deployment: str | None = None
+
+
 class CollectConfig(_Strict):
     batch_size: int = Field(default=8, gt=0)
     max_new_tokens: dict[Literal["direct", "think"], int] = {"direct": 128, "think": 256}
@@ -69,6 +83,7 @@ class CollectConfig(_Strict):
     sandbox_workers: int = Field(default=2, gt=0)
     #: stop cleanly (finished parts are kept) when the estimated cost of a run, or its running total, passes this
     max_cost_usd: float | None = Field(default=None, ge=0)
+    scale_out: ScaleOutConfig = ScaleOutConfig()
 
 
 class SourceConfig(_Strict):

@@ -68,3 +68,27 @@ def test_tables_printed_to_a_pipe_are_whole(tmp_path, repo_root):
     assert name in out and "…" not in out
     assert f"{metrics['overall'][name]['performance']:.3f}" in out
     assert max(len(line) for line in out.splitlines()) > 80
+
+
+def test_data_validate_quarantines_a_bad_row_of_a_file(tmp_path):
+    import json
+
+    from routing_fixtures import cluster_log
+
+    from fusion.log.importers import write_long
+
+    log, _ = cluster_log(n_per_cluster=4)
+    src = tmp_path / "drop.jsonl"
+    write_long(log, src)
+    lines = src.read_text().splitlines()
+    row = json.loads(lines[0])
+    row["performance"] = "lots"  # a wrong type in one row of the file
+    src.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    q, out = tmp_path / "q.parquet", tmp_path / "clean.parquet"
+    res = runner.invoke(app, ["data", "validate", str(src), "--quarantine", str(q), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    quarantined = pd.read_parquet(q)
+    assert len(quarantined) == 1 and "performance is a number" in quarantined["failed_expectations"].iloc[0]
+    assert quarantined["_source"].iloc[0] == str(src.resolve())
+    assert len(read_log(out)) == len(log) - 1
+    assert "performance is a number" in res.output

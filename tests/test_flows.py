@@ -38,3 +38,17 @@ def test_serve_builds_the_nightly_deployment(repo_root, tmp_path):
     assert Path(deployment.parameters["params_path"]).is_absolute()
     assert set(deployment.tags) == {"fusion", "nightly"}
     assert nightly_deployment("p.yaml", "5 4 * * *").schedules[0].schedule.cron == "5 4 * * *"
+
+
+def test_prefect_yaml_gpu_shard_deployment(repo_root):
+    """vllm shards go to a deployment of the one-shard flow in the GPU work pool the GPU infra script serves."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    cfg = yaml.safe_load((repo_root / "prefect.yaml").read_text())
+    (dep,) = [d for d in cfg["deployments"] if d["name"] == "gpu-shards"]
+    flow = load_flow_from_entrypoint(str(repo_root / dep["entrypoint"]))
+    assert flow.name == "fusion-collect-shard" and {"params_path", "shard"} <= set(flow.parameters.properties)
+    assert dep["work_pool"]["name"] == "gpu-pool"
+    script = (repo_root / "infra" / "prefect-gpu-worker.sh").read_text()
+    assert "work-pool create gpu-pool" in script and "deploy --name gpu-shards" in script
+    assert "worker start --pool gpu-pool" in script

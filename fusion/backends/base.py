@@ -88,9 +88,14 @@ class Backend(ABC):
     ) -> list[Generation]:
         """One generation per request, in order."""
 
+    @classmethod
+    def part_size_for(cls, options: BaseModel, batch_size: int) -> int:
+        """How many requests the collector hands over at once (one durable part each), known before the backend
+        is built (the collector plans its shards with it)."""
+        return batch_size
+
     def part_size(self) -> int:
-        """How many requests the collector hands over at once (one durable part each)."""
-        return self.batch_size
+        return self.part_size_for(self.options, self.batch_size)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model (GPU memory, connections)."""
@@ -146,6 +151,11 @@ def check_pool(pool: Sequence[LLMSpec]) -> None:
             problems.append(str(exc))
     if problems:
         raise BackendOptionError("\n".join(problems))
+
+
+def part_size(spec: LLMSpec, batch_size: int) -> int:
+    """The part size of a pool entry's backend (without building it)."""
+    return backend_class(spec.backend).part_size_for(parse_options(spec), batch_size)
 
 
 def make_backend(spec: LLMSpec, *, model_cache: str | Path, **settings) -> Backend:

@@ -92,8 +92,9 @@ class OpenAIBackend(Backend):
                                    "is not set")
             self._headers["Authorization"] = f"Bearer {key}"
 
-    def part_size(self) -> int:
-        return self.options.part_size or 2 * self.options.max_concurrency
+    @classmethod
+    def part_size_for(cls, options: OpenAIOptions, batch_size: int) -> int:
+        return options.part_size or 2 * options.max_concurrency
 
     # ---- generation -----------------------------------------------------------------------------------------
     def generate(

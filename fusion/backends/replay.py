@@ -67,8 +67,9 @@ class ReplayBackend(Backend):
                                   tokens_source=TOKENS_FROM_LOG))
         return out
 
-    def part_size(self) -> int:
-        return max(self.batch_size, 256)
+    @classmethod
+    def part_size_for(cls, options: ReplayOptions, batch_size: int) -> int:
+        return max(batch_size, 256)
 
 
 def _int(v) -> int | None:

@@ -49,8 +49,9 @@ class VLLMBackend(Backend):
             kwargs["max_model_len"] = o.max_model_len
         self.llm = vllm.LLM(model=materialize(spec.model, model_cache), **kwargs)
 
-    def part_size(self) -> int:
-        return self.options.part_size
+    @classmethod
+    def part_size_for(cls, options: VLLMOptions, batch_size: int) -> int:
+        return options.part_size
 
     def generate(
         self, requests: Sequence[Request], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0

@@ -163,7 +163,7 @@ def plan_frame(planned: list[PlannedCandidate]) -> pd.DataFrame:
     return pd.DataFrame([asdict(p) for p in planned])
 
 
-def _check_estimate(planned: list[PlannedCandidate], cap: float | None) -> None:
+def check_estimate(planned: list[PlannedCandidate], cap: float | None) -> None:
     if cap is None:
         return
     est = sum(p.est_cost_usd for p in planned)
@@ -176,6 +176,82 @@ def _check_estimate(planned: list[PlannedCandidate], cap: float | None) -> None:
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shard:
+    """Whole parts of one candidate's remaining calls, in the order a sequential run makes them: a sharded run
+    batches every query exactly as the sequential run does, so it writes the same rows."""
+
+    llm: str
+    mode: str
+    backend: str
+    index: int
+    query_ids: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.llm}:{self.mode}#{self.index}"
+
+
+def _ordered(queries: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The remaining queries of a candidate with their prompts, sorted by prompt length (less padding)."""
+    from fusion.tasks import get_task
+
+    prompts = [get_task(t).build_prompt(q, mode) for t, q in zip(queries["task"], queries["query"], strict=True)]
+    qs = queries.assign(prompt=pd.Series(prompts, index=queries.index, dtype="string"))
+    return qs.assign(_len=qs["prompt"].str.len()).sort_values(["_len", "query_id"]).drop(columns="_len")
+
+
+def make_shards(queries: pd.DataFrame, pool: list[LLMSpec], cfg: CollectConfig, parts_dir: Path, *,
+                n_shards: int = 1, retry_errors: bool = False) -> list[Shard]:
+    """Open every LLM's part folder (a changed fingerprint starts it afresh) and split each candidate's remaining
+    calls into at most ``n_shards`` runs of whole parts."""
+    from fusion.backends.base import part_size
+
+    wanted = set(queries["query_id"])
+    shards = []
+    for spec in pool:
+        d = _open_llm_dir(parts_dir, spec, cfg)
+        done = read_parts(d)
+        todo = _todo(queries, spec, done[done["query_id"].isin(wanted)], retry_errors)
+        size = part_size(spec, cfg.batch_size)
+        for mode in spec.modes:
+            ids = _ordered(todo[mode], mode)["query_id"].tolist()
+            parts = [ids[i : i + size] for i in range(0, len(ids), size)]
+            per = -(-len(parts) // n_shards) if parts else 0
+            for k in range(0, len(parts), max(per, 1)):
+                chunk = tuple(q for part in parts[k : k + per] for q in part)
+                shards.append(Shard(spec.name, mode, spec.backend, k // max(per, 1), chunk))
+    return shards
+
+
+def run_shard(shard: Shard, queries: pd.DataFrame, spec: LLMSpec, cfg: CollectConfig, parts_dir: Path, *,
+              model_cache: Path, backend_factory=make_backend, budget: _Budget | None = None,
+              progress: Progress | None = None, bar=None) -> int:
+    """Generate, score and write the parts of one shard; returns the rows written."""
+    from fusion.tasks import get_task
+
+    qs = _ordered(queries.set_index("query_id").loc[list(shard.query_ids)].reset_index(), shard.mode)
+    qs = qs.set_index("query_id").loc[list(shard.query_ids)].reset_index()  # the shard's order
+    if qs.empty:
+        return 0
+    backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                              batch_size=cfg.batch_size)
+    try:
+        _run_mode(backend, spec, shard.mode, qs, cfg, llm_dir(parts_dir, spec), get_task, progress, bar,
+                  budget or _Budget(None, 0.0))
+    finally:
+        backend.close()
+    return len(qs)
+
+
+def assemble(queries: pd.DataFrame, pool: list[LLMSpec], parts_dir: Path) -> pd.DataFrame:
+    """The routing log of ``queries`` x ``pool`` from the parts (the last row per key)."""
+    wanted = set(queries["query_id"])
+    logs = [part[part["query_id"].isin(wanted)] for part in (read_parts(llm_dir(parts_dir, s)) for s in pool)]
+    log = pd.concat(logs, ignore_index=True)
+    return coerce_log(log.sort_values(KEY).reset_index(drop=True))
+
+
 def collect(
     queries: pd.DataFrame,
     pool: list[LLMSpec],
@@ -187,16 +263,14 @@ def collect(
     retry_errors: bool = False,
 ) -> pd.DataFrame:
     """Return the routing log of ``queries`` x ``pool`` (resuming from ``parts_dir``; with ``retry_errors``,
-    error rows are re-run and replaced)."""
-    from fusion.tasks import get_task
-
+    error rows are re-run and replaced): the shards of :func:`make_shards`, one after the other."""
     parts_dir = Path(parts_dir)
-    wanted = set(queries["query_id"])
     planned = plan(queries, pool, cfg, parts_dir, retry_errors=retry_errors)
-    _check_estimate(planned, cfg.max_cost_usd)
+    check_estimate(planned, cfg.max_cost_usd)
     budget = _Budget(cfg.max_cost_usd, sum(p.spent_usd for p in planned))
+    shards = make_shards(queries, pool, cfg, parts_dir, retry_errors=retry_errors)
     total = len(queries) * sum(len(s.modes) for s in pool)
-    logs = []
+    specs = {s.name: s for s in pool}
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -207,24 +281,37 @@ def collect(
         transient=False,
     ) as progress:
         bar = progress.add_task("collect", total=total, tokens=0, usd=0.0, errors=0)
-        for spec in pool:
-            d = _open_llm_dir(parts_dir, spec, cfg)
-            done = read_parts(d)
-            done = done[done["query_id"].isin(wanted)]
-            todo = _todo(queries, spec, done, retry_errors)
-            progress.update(bar, advance=len(queries) * len(spec.modes) - sum(len(t) for t in todo.values()))
-            if any(len(t) for t in todo.values()):
-                backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
-                                          batch_size=cfg.batch_size)
-                try:
-                    for mode, qs in todo.items():
-                        _run_mode(backend, spec, mode, qs, cfg, d, get_task, progress, bar, budget)
-                finally:
-                    backend.close()
-            part = read_parts(d)
-            logs.append(part[part["query_id"].isin(wanted)])
-    log = pd.concat(logs, ignore_index=True)
-    return coerce_log(log.sort_values(KEY).reset_index(drop=True))
+        progress.update(bar, advance=total - sum(len(s.query_ids) for s in shards))
+        by_llm: dict[str, list[Shard]] = {}
+        for shard in shards:
+            by_llm.setdefault(shard.llm, []).append(shard)
+        for llm, mine in by_llm.items():  # one backend per LLM, as before
+            spec = specs[llm]
+            if not any(sh.query_ids for sh in mine):
+                continue
+            backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                                      batch_size=cfg.batch_size)
+            try:
+                for shard in mine:
+                    run_shard(shard, queries, spec, cfg, parts_dir, model_cache=model_cache,
+                              backend_factory=lambda *a, _b=backend, **k: _Shared(_b), budget=budget,
+                              progress=progress, bar=bar)
+            finally:
+                backend.close()
+    return assemble(queries, pool, parts_dir)
+
+
+class _Shared:
+    """A backend lent to :func:`run_shard` by the caller that owns it (so closing it is the caller's job)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -241,12 +328,9 @@ class _Budget:
 
 def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg: CollectConfig, d: Path,
               get_task, progress: Progress, bar, budget: _Budget) -> None:
+    """``qs`` holds the prompts, in the order to run them (see :func:`_ordered`)."""
     if qs.empty:
         return
-    prompts = [get_task(t).build_prompt(q, mode) for t, q in zip(qs["task"], qs["query"], strict=True)]
-    qs = qs.assign(prompt=prompts)
-    # similar lengths in one batch waste less padding
-    qs = qs.assign(_len=qs["prompt"].str.len()).sort_values(["_len", "query_id"]).drop(columns="_len")
     cand = candidate_name(spec.name, mode)
     size = backend.part_size()
     for start in range(0, len(qs), size):
@@ -286,8 +370,12 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
             })
         write_part(d, rows)
         usd = sum(r["cost_usd"] or 0 for r in rows)
-        f = progress.tasks[bar].fields
-        progress.update(bar, advance=len(batch), description=f"collect {cand}",
-                        tokens=f["tokens"] + sum(r["output_tokens"] or 0 for r in rows), usd=f["usd"] + usd,
-                        errors=f["errors"] + sum(r["error"] is not None for r in rows))
+        if progress is not None:
+            f = progress.tasks[bar].fields
+            progress.update(bar, advance=len(batch), description=f"collect {cand}",
+                            tokens=f["tokens"] + sum(r["output_tokens"] or 0 for r in rows), usd=f["usd"] + usd,
+                            errors=f["errors"] + sum(r["error"] is not None for r in rows))
+        else:
+            logger.info("collect %s: %d rows written (%d errors)", cand, len(rows),
+                        sum(r["error"] is not None for r in rows))
         budget.add(usd, cand)

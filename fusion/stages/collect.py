@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from fusion.collection.collect import collect, plan, plan_frame
+from fusion.collection.collect import (
+    Shard,
+    assemble,
+    check_estimate,
+    collect,
+    make_shards,
+    plan,
+    plan_frame,
+    run_shard,
+)
 from fusion.collection.queries import read_queries
 from fusion.config import Params
 from fusion.log.schema import write_log
@@ -24,12 +34,42 @@ def dry_run(params: Params, *, retry_errors: bool = False) -> pd.DataFrame:
                            retry_errors=retry_errors))
 
 
+def plan_shards(params: Params, *, retry_errors: bool = False) -> list[dict]:
+    """The shards of the remaining collection (``collect.scale_out.shards`` per candidate), as plain dicts for
+    Prefect tasks; checks the cost estimate against ``collect.max_cost_usd`` first."""
+    queries = read_queries(params.paths.queries)
+    pool = list(params.pool)
+    check_estimate(plan(queries, pool, params.collect, params.paths.collect_parts, retry_errors=retry_errors),
+                    params.collect.max_cost_usd)
+    shards = make_shards(queries, pool, params.collect, params.paths.collect_parts,
+                         n_shards=params.collect.scale_out.shards, retry_errors=retry_errors)
+    return [asdict(s) for s in shards if s.query_ids]
+
+
+def run_one_shard(params: Params, shard: dict) -> int:
+    """Collect one shard (a Prefect task; it resumes like the whole stage)."""
+    queries = read_queries(params.paths.queries)
+    spec = next(s for s in params.pool if s.name == shard["llm"])
+    return run_shard(Shard(**{**shard, "query_ids": tuple(shard["query_ids"])}), queries, spec, params.collect,
+                     params.paths.collect_parts, model_cache=params.paths.model_cache)
+
+
+def finish(params: Params) -> Path:
+    """Assemble the parts into the collected log, with the stage's MLflow run."""
+    queries = read_queries(params.paths.queries)
+    return _write(params, assemble(queries, list(params.pool), params.paths.collect_parts))
+
+
 def run(params: Params, *, retry_errors: bool = False) -> Path:
     queries = read_queries(params.paths.queries)
+    log = collect(queries, list(params.pool), params.collect, params.paths.collect_parts,
+                  model_cache=params.paths.model_cache, retry_errors=retry_errors)
+    return _write(params, log)
+
+
+def _write(params: Params, log: pd.DataFrame) -> Path:
     logged = {"pool": [s.model_dump() for s in params.pool], "collect": params.collect.model_dump()}
     with stage_run(params.tracking, "collect", logged) as ml:
-        log = collect(queries, list(params.pool), params.collect, params.paths.collect_parts,
-                      model_cache=params.paths.model_cache, retry_errors=retry_errors)
         out = write_log(log, params.paths.collected)
         errors = error_summary(log)
         if ml:
