@@ -26,6 +26,7 @@ class FaultServer:
         self.max_in_flight = 0
         self._in_flight = 0
         self.auth_headers: list[str] = []
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         server = self
 
@@ -39,6 +40,7 @@ class FaultServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with server._lock:
+                    server.arrivals.append(time.monotonic())
                     server.requests += 1
                     n = server.requests
                     server._in_flight += 1

@@ -165,3 +165,24 @@ def test_transformers_serve_sustains_32_concurrent_requests(tiny_llama, tmp_path
     n_in = len(tok.apply_chat_template([{"role": "user", "content": prompts[0]}], tokenize=True,
                                        add_generation_prompt=True)["input_ids"])
     assert gens[0].input_tokens == n_in  # the server's usage counts the rendered chat prompt
+
+
+def test_requests_per_second_limits_the_rate_the_server_sees():
+    with FaultServer("ok") as srv:
+        spec = _spec(srv.base_url, requests_per_second=5, max_concurrency=16)
+        gens = make_backend(spec, model_cache=".").generate([Request(f"p{i}") for i in range(12)], max_new_tokens=4)
+    assert [g.error for g in gens] == [None] * 12
+    # a leaky bucket of 5/s: a burst of 5, then one every 0.2 s -> the 7 others take at least ~1.4 s
+    t = sorted(srv.arrivals)
+    assert t[-1] - t[0] >= 1.2
+    assert sum(u < t[0] + 0.5 for u in t) <= 7  # not all at once
+
+
+def test_a_pool_may_mix_backends(queries, tmp_path, tiny_llama):
+    local = LLMSpec(name="tiny", backend="transformers", model=str(tiny_llama), modes=["direct"], input_price=1,
+                    output_price=1)
+    with FaultServer("ok") as srv:
+        log = collect(queries, [local, _spec(srv.base_url)], CFG, tmp_path / "parts", model_cache=tmp_path / "mc")
+    assert log.groupby("backend")["candidate"].unique().map(sorted).to_dict() == {
+        "openai": ["remote:direct", "remote:think"], "transformers": ["tiny:direct"]}
+    assert len(log) == 12 * 3 and check_log(log) == []

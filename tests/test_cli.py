@@ -92,3 +92,14 @@ def test_data_validate_quarantines_a_bad_row_of_a_file(tmp_path):
     assert quarantined["_source"].iloc[0] == str(src.resolve())
     assert len(read_log(out)) == len(log) - 1
     assert "performance is a number" in res.output
+
+
+def test_collect_dry_run_prints_the_plan_and_generates_nothing(tmp_path, tiny_llama):
+    from tests.profiles import write_tiny_profile
+
+    params = write_tiny_profile(tmp_path, tiny_llama)
+    assert runner.invoke(app, ["queries", "--params", str(params)]).exit_code == 0
+    res = runner.invoke(app, ["collect", "--dry-run", "--params", str(params)])
+    assert res.exit_code == 0, res.output
+    assert "tiny-a:direct" in res.output and "tiny-a:think" in res.output and "calls, estimated $" in res.output
+    assert not list((tmp_path / "data" / "collect_parts").rglob("part-*.parquet"))

@@ -156,3 +156,25 @@ def test_replay_backend_rescores_an_existing_log(queries, spec, tmp_path):
     part = replay.model_copy(update={"options": {"log": str(tmp_path / "fewer.jsonl")}})
     log = collect(queries, [part], CFG, tmp_path / "q", model_cache=tmp_path / "mc")
     assert log["error"].str.startswith("not in replayed log").sum() == 2 and len(log) == 20
+
+
+def test_backends_load_safely_from_concurrent_threads(spec, tmp_path):
+    """Shards collected by threads of one process load their models at once; transformers' loading races (meta
+    tensors, lazy imports) unless serialised."""
+    import threading
+
+    errors = []
+
+    def load():
+        try:
+            make_backend(spec, model_cache=tmp_path)
+        except Exception as exc:  # the race shows as NotImplementedError / ImportError
+            errors.append(repr(exc))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

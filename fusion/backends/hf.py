@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,11 @@ from fusion.models.refs import materialize
 
 logger = logging.getLogger(__name__)
 
+#: transformers' loading is not thread-safe (its lazy imports, and the meta-device weights of `from_pretrained`):
+#: shards collected by threads of one process (Prefect's thread pool, a Dask cluster with processes=False) load
+#: their models one at a time
+LOAD_LOCK = threading.RLock()
+
 
 @BACKENDS.register("transformers")
 class TransformersBackend(Backend):
@@ -19,17 +25,18 @@ class TransformersBackend(Backend):
 
     def __init__(self, spec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         super().__init__(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
-        path = materialize(spec.model, model_cache)
-        t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        with LOAD_LOCK:  # transformers' lazy imports race between threads too
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path = materialize(spec.model, model_cache)
+            t0 = time.perf_counter()
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         self.model.eval()
         self.device = device
         logger.info("loaded %s in %.1fs", path, time.perf_counter() - t0)
