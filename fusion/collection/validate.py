@@ -201,6 +201,8 @@ class _Runner:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        # GX pins one of its own loggers at INFO when imported; let it follow the level the application set
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
         self.gx = gx
         self.ctx = gx.get_context(mode="ephemeral")
         self.ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
