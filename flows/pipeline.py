@@ -83,8 +83,11 @@ def collect_flow(params_path: str) -> dict:
     params = load_params(params_path)
     cfg = params.collect.scale_out
     shards = plan_shards(params)
-    gpu = [s for s in shards if cfg.gpu_deployment and s["backend"] == "vllm"]
-    local = [s for s in shards if s not in gpu]
+    def on_gpu(shard: dict) -> bool:
+        return bool(cfg.gpu_deployment) and shard["backend"] == "vllm"
+
+    gpu = [s for s in shards if on_gpu(s)]
+    local = [s for s in shards if not on_gpu(s)]
     futures = collect_shard_task.map(unmapped(params_path), local)
     if gpu:
         from prefect.deployments import run_deployment

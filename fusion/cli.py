@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from fusion.config import ConfigError, EmbedConfig, PathsConfig, TrackingConfig
+from fusion.config import ConfigError, EmbedConfig, PathsConfig, TrackingConfig, ValidateConfig
 
 app = typer.Typer(help="FusionFactory: learn from multi-LLM routing logs how to fuse LLMs.", no_args_is_help=True)
 data_app = typer.Typer(help="Routing logs: import and inspect.", no_args_is_help=True)
@@ -81,6 +81,7 @@ def _stage(name: str, params_path: Path):
 
 
 def _run(fn, name: str, params_path: Path):
+    from fusion.collection.collect import BudgetExceeded
     from fusion.collection.validate import ValidationFailed
 
     params = _params(params_path)
@@ -89,6 +90,9 @@ def _run(fn, name: str, params_path: Path):
     except ValidationFailed as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    except BudgetExceeded as exc:  # collection or judging: finished parts are kept
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(3) from None
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{name} failed: {exc}[/red]")
         raise typer.Exit(1) from None
@@ -109,7 +113,6 @@ def collect(
 ) -> None:
     """Run every candidate (LLM x mode) on every query, score, count tokens and cost (resumable: a killed run
     goes on where it stopped). Failed calls are kept as error rows; collect.max_cost_usd caps the cost."""
-    from fusion.collection.collect import BudgetExceeded
     from fusion.stages import collect as stage
 
     if dry_run:
@@ -121,12 +124,7 @@ def collect(
                       f"(+ ${plan['spent_usd'].sum():.4f} already spent)"
                       + (f"; cap collect.max_cost_usd = ${cap:.4f}" if cap is not None else ""))
         return
-    try:
-        out = _run(lambda p: stage.run(p, retry_errors=retry_errors), "collect", params)
-    except BudgetExceeded as exc:
-        console.print(f"[yellow]{exc}[/yellow]")
-        raise typer.Exit(3) from None
-    console.print(f"wrote {out}")
+    console.print(f"wrote {_run(lambda p: stage.run(p, retry_errors=retry_errors), 'collect', params)}")
 
 
 def _frame_table(df, title: str):
@@ -249,6 +247,9 @@ def pipeline(params: Path = PARAMS) -> None:
     _print_decision(result["promote"])
 
 
+VALIDATE_DEFAULTS = ValidateConfig()
+
+
 @data_app.command("validate")
 def data_validate(
     src: Path = typer.Argument(..., help="a routing log file or folder (any importer format)"),
@@ -256,8 +257,9 @@ def data_validate(
     out: Path | None = typer.Option(None, "--out", "-o", help="write the clean rows here (.parquet)"),
     quarantine: Path | None = typer.Option(None, help="write the quarantined rows here (.parquet)"),
     docs: Path | None = typer.Option(None, help="write great-expectations Data Docs (HTML) into this folder"),
-    max_error_rate: float = typer.Option(0.2, help="blocking: error rows per candidate"),
-    max_quarantine_fraction: float = typer.Option(0.5, help="blocking: share of rows quarantined"),
+    max_error_rate: float = typer.Option(VALIDATE_DEFAULTS.max_error_rate, help="blocking: error rows per candidate"),
+    max_quarantine_fraction: float = typer.Option(VALIDATE_DEFAULTS.max_quarantine_fraction,
+                                                  help="blocking: share of rows quarantined"),
 ) -> None:
     """Validate any routing log with the pipeline's suites, outside the pipeline: the failed expectations with
     the rows they quarantine; exit 1 when a blocking expectation fails."""

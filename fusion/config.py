@@ -37,6 +37,10 @@ class LLMSpec(_Strict):
     #: checked against the backend when a driver loads params.yaml
     options: dict[str, Any] = {}
 
+    def cost_usd(self, input_tokens: float, output_tokens: float) -> float:
+        """What ``input_tokens`` in and ``output_tokens`` out cost at this LLM's prices."""
+        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
+
     @field_validator("modes")
     @classmethod
     def _modes_unique(cls, v: list[str]) -> list[str]:

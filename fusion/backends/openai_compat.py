@@ -81,7 +81,6 @@ class OpenAIBackend(Backend):
                  batch_size: int = 8) -> None:
         super().__init__(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
         o: OpenAIOptions = self.options
-        self.model_cache = model_cache
         self.url = o.base_url.rstrip("/") + ("/chat/completions" if o.api == "chat" else "/completions")
         self.served_model = o.served_model or spec.model
         self._headers = {"Content-Type": "application/json"}
@@ -125,15 +124,18 @@ class OpenAIBackend(Backend):
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
+    def _sends_prefill(self, req: Request) -> bool:
+        return bool(req.prefill) and self.options.prefill and self.options.api == "chat"
+
     def _body(self, req: Request, max_new_tokens: int, temperature: float, seed: int) -> dict:
         body = {"model": self.served_model, "max_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-        if self.options.api == "chat":
-            body["messages"] = [{"role": "user", "content": req.prompt}]
-            if req.prefill and self.options.prefill:
-                body["messages"].append({"role": "assistant", "content": req.prefill})
-                body.update(continue_final_message=True, add_generation_prompt=False)
-        else:
+        if self.options.api == "completions":
             body["prompt"] = req.prompt
+            return body
+        body["messages"] = [{"role": "user", "content": req.prompt}]
+        if self._sends_prefill(req):
+            body["messages"].append({"role": "assistant", "content": req.prefill})
+            body.update(continue_final_message=True, add_generation_prompt=False)
         return body
 
     async def _one(self, client, limiter, req: Request, max_new_tokens: int, temperature: float,
@@ -151,7 +153,7 @@ class OpenAIBackend(Backend):
         def wait(state) -> float:
             exc = state.outcome.exception() if state.outcome else None
             after = getattr(exc, "retry_after", None) or 0.0
-            return max(min(after, max(o.retry_max_s, 0.0)), backoff(state))
+            return max(min(after, o.retry_max_s), backoff(state))
 
         body = self._body(req, max_new_tokens, temperature, seed)
         t0 = time.perf_counter()
@@ -171,8 +173,7 @@ class OpenAIBackend(Backend):
         latency = time.perf_counter() - t0
         try:
             text = self._text(data)
-            if req.prefill and self.options.prefill and self.options.api == "chat" \
-                    and not text.startswith(req.prefill.strip()):
+            if self._sends_prefill(req) and not text.startswith(req.prefill.strip()):
                 text = f"{req.prefill.strip()} {text}"
         except (KeyError, IndexError, TypeError) as exc:
             return Generation.failed(f"malformed response: no answer text ({type(exc).__name__}: {exc})", latency)

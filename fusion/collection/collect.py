@@ -46,7 +46,23 @@ KEY = ["query_id", "candidate"]
 
 
 class BudgetExceeded(RuntimeError):
-    """The collection's estimated or running cost passed ``collect.max_cost_usd``; finished parts are kept."""
+    """The estimated or running cost of collection or judging passed its cap; finished parts are kept."""
+
+
+@dataclass
+class Budget:
+    """A running total of what a run spends, against ``cap`` (the parameter ``key``; None: no cap)."""
+
+    cap: float | None
+    spent: float = 0.0
+    key: str = "collect.max_cost_usd"
+
+    def add(self, usd: float, where: str) -> None:
+        """Count a finished part's cost; raise :class:`BudgetExceeded` once the total passes the cap."""
+        self.spent += usd
+        if self.cap is not None and self.spent > self.cap:
+            raise BudgetExceeded(f"stopped after a part of {where}: the running cost ${self.spent:.4f} passed "
+                                 f"{self.key} = ${self.cap:.4f}; every finished part is kept")
 
 
 def _fingerprint(spec: LLMSpec, cfg: CollectConfig) -> str:
@@ -153,7 +169,7 @@ def plan(queries: pd.DataFrame, pool: list[LLMSpec], cfg: CollectConfig, parts_d
             out.append(PlannedCandidate(
                 candidate=cand, backend=spec.backend, done=len(kept), retry=len(mine) - len(kept), calls=len(qs),
                 est_input_tokens=n_in, est_output_tokens=n_out,
-                est_cost_usd=(n_in * spec.input_price + n_out * spec.output_price) / 1e6,
+                est_cost_usd=spec.cost_usd(n_in, n_out),
                 spent_usd=float(kept["cost_usd"].fillna(0).sum()),
             ))
     return out
@@ -192,19 +208,23 @@ class Shard:
         return f"{self.llm}:{self.mode}#{self.index}"
 
 
-def _ordered(queries: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """The remaining queries of a candidate with their prompts, sorted by prompt length (less padding)."""
+def _with_prompts(queries: pd.DataFrame, mode: str) -> pd.DataFrame:
     from fusion.tasks import get_task
 
     prompts = [get_task(t).build_prompt(q, mode) for t, q in zip(queries["task"], queries["query"], strict=True)]
-    qs = queries.assign(prompt=pd.Series(prompts, index=queries.index, dtype="string"))
+    return queries.assign(prompt=pd.Series(prompts, index=queries.index, dtype="string"))
+
+
+def _ordered(queries: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The remaining queries of a candidate with their prompts, sorted by prompt length (less padding)."""
+    qs = _with_prompts(queries, mode)
     return qs.assign(_len=qs["prompt"].str.len()).sort_values(["_len", "query_id"]).drop(columns="_len")
 
 
 def make_shards(queries: pd.DataFrame, pool: list[LLMSpec], cfg: CollectConfig, parts_dir: Path, *,
                 n_shards: int = 1, retry_errors: bool = False) -> list[Shard]:
     """Open every LLM's part folder (a changed fingerprint starts it afresh) and split each candidate's remaining
-    calls into at most ``n_shards`` runs of whole parts."""
+    calls into at most ``n_shards`` runs of whole parts (a candidate with nothing left has no shard)."""
     from fusion.backends.base import part_size
 
     wanted = set(queries["query_id"])
@@ -217,30 +237,33 @@ def make_shards(queries: pd.DataFrame, pool: list[LLMSpec], cfg: CollectConfig, 
         for mode in spec.modes:
             ids = _ordered(todo[mode], mode)["query_id"].tolist()
             parts = [ids[i : i + size] for i in range(0, len(ids), size)]
-            per = -(-len(parts) // n_shards) if parts else 0
-            for k in range(0, len(parts), max(per, 1)):
+            per = -(-len(parts) // n_shards)  # parts per shard
+            for k in range(0, len(parts), per or 1):
                 chunk = tuple(q for part in parts[k : k + per] for q in part)
-                shards.append(Shard(spec.name, mode, spec.backend, k // max(per, 1), chunk))
+                shards.append(Shard(spec.name, mode, spec.backend, k // per, chunk))
     return shards
 
 
 def run_shard(shard: Shard, queries: pd.DataFrame, spec: LLMSpec, cfg: CollectConfig, parts_dir: Path, *,
-              model_cache: Path, backend_factory=make_backend, budget: _Budget | None = None,
-              progress: Progress | None = None, bar=None) -> int:
-    """Generate, score and write the parts of one shard; returns the rows written."""
-    from fusion.tasks import get_task
-
-    qs = _ordered(queries.set_index("query_id").loc[list(shard.query_ids)].reset_index(), shard.mode)
-    qs = qs.set_index("query_id").loc[list(shard.query_ids)].reset_index()  # the shard's order
-    if qs.empty:
+              model_cache: Path, backend_factory=make_backend) -> int:
+    """Build the shard's backend, generate, score and write the shard's parts; returns the rows written."""
+    if not shard.query_ids:
         return 0
     backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
                               batch_size=cfg.batch_size)
     try:
-        _run_mode(backend, spec, shard.mode, qs, cfg, llm_dir(parts_dir, spec), get_task, progress, bar,
-                  budget or _Budget(None, 0.0))
+        return _run_shard(backend, shard, queries, spec, cfg, parts_dir, Budget(None))
     finally:
         backend.close()
+
+
+def _run_shard(backend: Backend, shard: Shard, queries: pd.DataFrame, spec: LLMSpec, cfg: CollectConfig,
+               parts_dir: Path, budget: Budget, progress: Progress | None = None, bar=None) -> int:
+    from fusion.tasks import get_task
+
+    # the shard's queries with their prompts, in the shard's order (make_shards sorted them)
+    qs = _with_prompts(queries.set_index("query_id").loc[list(shard.query_ids)].reset_index(), shard.mode)
+    _run_mode(backend, spec, shard.mode, qs, cfg, llm_dir(parts_dir, spec), get_task, progress, bar, budget)
     return len(qs)
 
 
@@ -267,7 +290,7 @@ def collect(
     parts_dir = Path(parts_dir)
     planned = plan(queries, pool, cfg, parts_dir, retry_errors=retry_errors)
     check_estimate(planned, cfg.max_cost_usd)
-    budget = _Budget(cfg.max_cost_usd, sum(p.spent_usd for p in planned))
+    budget = Budget(cfg.max_cost_usd, sum(p.spent_usd for p in planned))
     shards = make_shards(queries, pool, cfg, parts_dir, retry_errors=retry_errors)
     total = len(queries) * sum(len(s.modes) for s in pool)
     specs = {s.name: s for s in pool}
@@ -285,49 +308,20 @@ def collect(
         by_llm: dict[str, list[Shard]] = {}
         for shard in shards:
             by_llm.setdefault(shard.llm, []).append(shard)
-        for llm, mine in by_llm.items():  # one backend per LLM, as before
+        for llm, mine in by_llm.items():  # one backend per LLM for all its shards
             spec = specs[llm]
-            if not any(sh.query_ids for sh in mine):
-                continue
             backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
                                       batch_size=cfg.batch_size)
             try:
                 for shard in mine:
-                    run_shard(shard, queries, spec, cfg, parts_dir, model_cache=model_cache,
-                              backend_factory=lambda *a, _b=backend, **k: _Shared(_b), budget=budget,
-                              progress=progress, bar=bar)
+                    _run_shard(backend, shard, queries, spec, cfg, parts_dir, budget, progress, bar)
             finally:
                 backend.close()
     return assemble(queries, pool, parts_dir)
 
 
-class _Shared:
-    """A backend lent to :func:`run_shard` by the caller that owns it (so closing it is the caller's job)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class _Budget:
-    cap: float | None
-    spent: float
-
-    def add(self, usd: float, where: str) -> None:
-        self.spent += usd
-        if self.cap is not None and self.spent > self.cap:
-            raise BudgetExceeded(f"collection stopped after a part of {where}: its running cost ${self.spent:.4f} "
-                                 f"passed collect.max_cost_usd = ${self.cap:.4f}; every finished part is kept")
-
-
 def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg: CollectConfig, d: Path,
-              get_task, progress: Progress, bar, budget: _Budget) -> None:
+              get_task, progress: Progress, bar, budget: Budget) -> None:
     """``qs`` holds the prompts, in the order to run them (see :func:`_ordered`)."""
     if qs.empty:
         return
@@ -353,8 +347,7 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
         rows = []
         for (_, q), g, (perf, score_err) in zip(batch.iterrows(), gens, scores, strict=True):
             has_tokens = g is not None and g.input_tokens is not None and g.output_tokens is not None
-            cost = ((g.input_tokens * spec.input_price + g.output_tokens * spec.output_price) / 1e6
-                    if has_tokens else None)
+            cost = spec.cost_usd(g.input_tokens, g.output_tokens) if has_tokens else None
             rows.append({
                 "query_id": q["query_id"], "task": q["task"], "domain": q["domain"], "split": q["split"],
                 "query": q["query"], "prompt": q["prompt"], "ground_truth": q["ground_truth"],

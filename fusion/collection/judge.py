@@ -35,6 +35,7 @@ from rich.progress import (
 
 from fusion.backends import Request, make_backend
 from fusion.collection import parts
+from fusion.collection.collect import Budget
 from fusion.config import JudgeConfig
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _run(todo: pd.DataFrame, k: pd.DataFrame, cfg: JudgeConfig, d: Path, model_c
     order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths in one batch
     backend = factory(cfg.llm, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
                       batch_size=cfg.batch_size)
-    spent = 0.0
+    budget = Budget(cfg.max_cost_usd, key="judge.max_cost_usd")
     try:
         size = backend.part_size()
         with Progress(TextColumn("[bold]judge"), BarColumn(), MofNCompleteColumn(),
@@ -224,20 +225,15 @@ def _run(todo: pd.DataFrame, k: pd.DataFrame, cfg: JudgeConfig, d: Path, model_c
                     else:
                         score, reason = parse_verdict(g.text)
                     cost = (None if g is None or g.input_tokens is None or g.output_tokens is None else
-                            (g.input_tokens * cfg.llm.input_price + g.output_tokens * cfg.llm.output_price) / 1e6)
+                            cfg.llm.cost_usd(g.input_tokens, g.output_tokens))
                     rows.append({**k.iloc[i].to_dict(), "judge_score": score, "verdict": g.text if g else None,
                                  "reason": reason, "input_tokens": g.input_tokens if g else None,
                                  "output_tokens": g.output_tokens if g else None, "cost_usd": cost,
                                  "judged_at": datetime.now(UTC)})
                 parts.write_part(d, _coerce(pd.DataFrame(rows)))
-                spent += sum(r["cost_usd"] or 0 for r in rows)
                 f = progress.tasks[bar].fields
                 progress.update(bar, advance=len(idx), nulls=f["nulls"] + sum(r["judge_score"] is None for r in rows))
-                if cfg.max_cost_usd is not None and spent > cfg.max_cost_usd:
-                    from fusion.collection.collect import BudgetExceeded
-
-                    raise BudgetExceeded(f"judging stopped: its cost ${spent:.4f} passed judge.max_cost_usd = "
-                                         f"${cfg.max_cost_usd:.4f}; every finished part is kept")
+                budget.add(sum(r["cost_usd"] or 0 for r in rows), "judging")
     finally:
         backend.close()
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fusion.config import ValidateConfig
 from fusion.log.schema import COLUMNS, MODES, REQUIRED_NON_NULL, SPLITS, coerce_log
 
 logger = logging.getLogger(__name__)
@@ -46,11 +47,15 @@ class ValidationFailed(RuntimeError):
 
 @dataclass
 class ValidationReport:
-    success: bool  # no blocking expectation failed
     n_rows: int
     n_quarantined: int = 0
     results: list[dict] = field(default_factory=list)
     data_docs: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """No blocking expectation failed."""
+        return not self.blocking_failures
 
     @property
     def failures(self) -> list[dict]:
@@ -89,19 +94,16 @@ def _normalise_text(s: pd.Series) -> pd.Series:
 
 
 def _checked_frame(raw: pd.DataFrame) -> pd.DataFrame:
-    """What the suite reads: numbers parsed (unparseable -> null, caught by the type expectation on the text),
-    the raw text of numeric columns, and the helper columns of the cross-row expectations."""
+    """What the row-level suite reads (once the schema check passed): numbers parsed (unparseable -> null, caught
+    by the type expectation on the text), the raw text of numeric columns, and the helper columns of the
+    cross-row expectations."""
     chk = pd.DataFrame(index=raw.index)
     for c in COLUMNS:
-        if c not in raw.columns:
-            continue
         if c in NUMERIC:
             chk[c] = pd.to_numeric(raw[c].astype("string").str.strip(), errors="coerce").astype("float64")
             chk[f"{c}__text"] = raw[c].astype("string").astype(object).where(raw[c].notna(), None)
         else:
             chk[c] = raw[c].astype(object).where(raw[c].notna(), None)
-    if not {"query_id", "candidate", "error", "split", "query", "task"} <= set(raw.columns):
-        return chk
     ok = raw["error"].isna()
     for c in ("input_tokens", "output_tokens"):
         chk[f"{c}__ok_row"] = chk[c].where(ok.to_numpy(), np.nan)
@@ -116,8 +118,7 @@ def _checked_frame(raw: pd.DataFrame) -> pd.DataFrame:
     chk["query_id_one_task_and_text"] = consistent.astype(object)
     when = raw["collected_at"]
     chk["collected_at_is_a_time"] = (when.isna() | _times(when).notna()).astype(object)
-    has_result = chk["performance"].notna() | raw["error"].notna() if "performance" in chk else ok
-    chk["score_or_error"] = has_result.astype(object)
+    chk["score_or_error"] = (chk["performance"].notna() | ~ok).astype(object)
     return chk
 
 
@@ -241,7 +242,7 @@ def _unexpected(result, frame: pd.DataFrame) -> pd.Index:
     return pd.Index(flat).intersection(frame.index)
 
 
-def _detail(result, rows: pd.Index, raw: pd.DataFrame, check: Check) -> str:
+def _detail(result, rows: pd.Index, raw: pd.DataFrame) -> str:
     info = result.result or {}
     if len(rows):
         sample = raw.loc[rows[:3]]
@@ -268,11 +269,19 @@ def _split_duplicates(raw: pd.DataFrame, rows: pd.Index) -> tuple[pd.Index, pd.I
 
 
 # ---- the whole validation ---------------------------------------------------------------------------------
-def validate_log(raw: pd.DataFrame, max_error_rate: float = 0.2, *, max_quarantine_fraction: float = 0.5,
+_DEFAULTS = ValidateConfig()
+
+
+def _entry(suite: str, check: Check, res, rows: int = 0, detail: str = "") -> dict:
+    return {"suite": suite, "name": check.name, "expectation": res.expectation_config.type, "column": check.column,
+            "blocking": check.blocking, "success": bool(res.success), "rows": rows, "detail": detail}
+
+
+def validate_log(raw: pd.DataFrame, max_error_rate: float = _DEFAULTS.max_error_rate, *,
+                 max_quarantine_fraction: float = _DEFAULTS.max_quarantine_fraction,
                  queries: pd.DataFrame | None = None, docs_dir: Path | None = None) -> Validated:
     """Validate an ingested (text) or typed routing log; quarantine offending rows; return the clean log."""
     raw = raw.reset_index(drop=True)
-    source = raw[SOURCE] if SOURCE in raw.columns else pd.Series("", index=raw.index, dtype="string")
     log_part = raw.drop(columns=[SOURCE], errors="ignore")
     runner = _Runner(docs_dir)
     results, failed_by_row = [], {}
@@ -289,23 +298,19 @@ def validate_log(raw: pd.DataFrame, max_error_rate: float = 0.2, *, max_quaranti
         suites.append((checks, runner.run("routing_log", chk, checks), chk))
     for check, res, chk in ((c, r, f) for cs, rs, f in suites for c, r in zip(cs, rs, strict=True)):
         rows = _unexpected(res, chk) if not check.blocking else pd.Index([])
-        entry = {"suite": "routing_log", "name": check.name, "expectation": res.expectation_config.type,
-                 "column": check.column, "blocking": check.blocking, "success": bool(res.success),
-                 "rows": 0, "detail": ""}
         if isinstance(check.expectation, runner.gx.expectations.ExpectCompoundColumnsToBeUnique) and len(rows):
             extra, conflict = _split_duplicates(log_part, rows)
             note(extra, "duplicate row (the same (query_id, candidate) and content again)")
             note(conflict, "conflicting rows (one (query_id, candidate), different content)")
             rows = extra.append(conflict)
-            entry["detail"] = f"{len(extra)} duplicate copy(ies), {len(conflict)} row(s) in conflict"
+            detail = f"{len(extra)} duplicate copy(ies), {len(conflict)} row(s) in conflict"
         else:
             note(rows, check.name)
-            entry["detail"] = _detail(res, rows, log_part, check)
-        entry["rows"] = len(rows)
-        results.append(entry)
-    if any(r["blocking"] and not r["success"] for r in results):  # no contract: nothing more can be checked
-        report = ValidationReport(False, len(raw), 0, results, _docs_index(docs_dir))
-        return Validated(report, coerce_log(pd.DataFrame(columns=list(COLUMNS))), pd.DataFrame())
+            detail = _detail(res, rows, log_part)
+        results.append(_entry("routing_log", check, res, len(rows), detail))
+    if len(suites) == 1:  # no contract: nothing more can be checked, nothing is kept
+        return Validated(ValidationReport(len(raw), 0, results, _docs_index(docs_dir)),
+                         coerce_log(pd.DataFrame(columns=list(COLUMNS))), _quarantine(raw, pd.Index([]), {}))
 
     bad = pd.Index(sorted(failed_by_row))
     clean_raw = log_part.drop(index=bad)
@@ -319,17 +324,19 @@ def validate_log(raw: pd.DataFrame, max_error_rate: float = 0.2, *, max_quaranti
         qchecks = query_table_checks(runner.gx)
         for check, res in zip(qchecks, runner.run("query_table", queries.reset_index(drop=True), qchecks),
                               strict=True):
-            rows = _unexpected(res, queries)
-            results.append({"suite": "query_table", "name": check.name, "expectation": res.expectation_config.type,
-                            "column": check.column, "blocking": check.blocking, "success": bool(res.success),
-                            "rows": 0, "detail": _detail(res, rows, queries, check)})
-    quarantine = raw.loc[bad].copy()
-    quarantine[FAILED] = ["; ".join(failed_by_row[i]) for i in bad]
-    quarantine[SOURCE] = source.loc[bad].to_numpy()
-    clean = coerce_log(_typed(clean_raw))
-    success = not any(r["blocking"] and not r["success"] for r in results)
-    report = ValidationReport(success, len(raw), len(bad), results, _docs_index(docs_dir))
-    return Validated(report, clean, quarantine.reset_index(drop=True))
+            results.append(_entry("query_table", check, res, detail=_detail(res, _unexpected(res, queries), queries)))
+    report = ValidationReport(len(raw), len(bad), results, _docs_index(docs_dir))
+    return Validated(report, coerce_log(_typed(clean_raw)), _quarantine(raw, bad, failed_by_row))
+
+
+def _quarantine(raw: pd.DataFrame, bad: pd.Index, failed_by_row: dict) -> pd.DataFrame:
+    """The offending rows as ingested, with the expectations each broke and the file it came from (always these
+    columns, also when no row is quarantined)."""
+    out = raw.loc[bad].copy()
+    out[FAILED] = pd.Series(["; ".join(failed_by_row[i]) for i in bad], index=bad, dtype="string")
+    if SOURCE not in out.columns:
+        out[SOURCE] = pd.Series("", index=bad, dtype="string")
+    return out.reset_index(drop=True)
 
 
 def _times(s: pd.Series) -> pd.Series:

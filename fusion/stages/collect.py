@@ -43,7 +43,7 @@ def plan_shards(params: Params, *, retry_errors: bool = False) -> list[dict]:
                     params.collect.max_cost_usd)
     shards = make_shards(queries, pool, params.collect, params.paths.collect_parts,
                          n_shards=params.collect.scale_out.shards, retry_errors=retry_errors)
-    return [asdict(s) for s in shards if s.query_ids]
+    return [asdict(s) for s in shards]
 
 
 def run_one_shard(params: Params, shard: dict) -> int:

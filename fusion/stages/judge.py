@@ -32,19 +32,18 @@ def run(params: Params) -> Path:
         params.paths.judge_verdicts.parent.mkdir(parents=True, exist_ok=True)
         (verdicts if verdicts is not None else empty_verdicts()).to_parquet(params.paths.judge_verdicts, index=False)
         table = agreement(log, cfg.agreement_threshold)
+        overall = table.set_index("task").loc["all"] if len(table) else None
         report["agreement"] = json.loads(table.to_json(orient="records"))
         out = write_log(log, params.paths.judged)
         params.paths.judge_report.parent.mkdir(parents=True, exist_ok=True)
         params.paths.judge_report.write_text(json.dumps(report, indent=2) + "\n")
         if ml:
-            overall = table[table["task"] == "all"].iloc[0].to_dict() if len(table) else {}
-            ml.log_metrics(flat_metrics({k: v for k, v in overall.items() if k != "task"}, "judge."))
+            ml.log_metrics(flat_metrics(overall.to_dict() if overall is not None else {}, "judge."))
             ml.log_table(table, "judge_agreement.json")
             ml.log_artifact(str(params.paths.judge_report))
     if cfg.enabled:
-        all_row = table[table["task"] == "all"]
-        if len(all_row):
-            r = all_row.iloc[0]
+        if overall is not None:
+            r = overall
             logger.info("judge: %d of %d answers scored (%s); agreement with the task metric: Spearman %.3f, "
                         "accuracy at %g %.3f", r["judged"], r["answered"], cfg.llm.model, r["spearman"],
                         cfg.agreement_threshold, r[f"accuracy_at_{cfg.agreement_threshold:g}"])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from fusion.collection.queries import read_queries
-from fusion.collection.validate import FAILED, SOURCE, ValidationFailed, validate_log, write_report
+from fusion.collection.validate import ValidationFailed, validate_log, write_report
 from fusion.config import Params
-from fusion.log.schema import COLUMNS, write_log
+from fusion.log.schema import write_log
 from fusion.tracking import data_version, stage_run
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,8 @@ def run(params: Params) -> Path:
         v = validate_log(raw, cfg.max_error_rate, max_quarantine_fraction=cfg.max_quarantine_fraction,
                          queries=queries, docs_dir=params.paths.data_docs if cfg.data_docs else None)
         report = write_report(v.report, params.paths.validation_report)
-        quarantine = v.quarantine if len(v.quarantine) else pd.DataFrame(
-            {c: pd.Series(dtype="string") for c in [*COLUMNS, SOURCE, FAILED]})
         params.paths.quarantine.parent.mkdir(parents=True, exist_ok=True)
-        quarantine.to_parquet(params.paths.quarantine, index=False)
+        v.quarantine.to_parquet(params.paths.quarantine, index=False)
         if v.report.success:
             write_log(v.clean, params.paths.routing_log)
         if ml:
