@@ -1,5 +1,6 @@
 """The ``fusion-pipeline`` Prefect flow: queries -> collect -> judge -> ingest -> validate -> embed -> train ->
-evaluate -> promote.
+evaluate -> promote, then the thought level (templates -> thought_eval) and the model level (sft_data -> distill ->
+distill_eval -> promote_distilled) after the routing log is validated.
 
 Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection is a
 subflow of mapped shards (``collect.scale_out``: a thread pool, or a Dask cluster; GPU shards to a GPU work pool).
@@ -40,6 +41,33 @@ embed_task = _stage_task("embed", retries=1, retry_delay_seconds=5)
 train_task = _stage_task("train")
 evaluate_task = _stage_task("evaluate")
 promote_task = _stage_task("promote")
+templates_task = _stage_task("templates", retries=1, retry_delay_seconds=10)  # summaries resume from their parts
+thought_eval_task = _stage_task("thought_eval", retries=1, retry_delay_seconds=10)  # answers cached
+sft_data_task = _stage_task("sft_data")
+distill_task = _stage_task("distill", retries=1, retry_delay_seconds=10, tags=["gpu"])  # resumes from checkpoints
+distill_eval_task = _stage_task("distill_eval", retries=1, retry_delay_seconds=10)
+promote_distilled_task = _stage_task("promote_distilled")
+
+
+@flow(name="fusion-distill", log_prints=False)
+def distill_flow(params_path: str) -> str:
+    """LoRA distillation as a flow of its own: what the GPU deployment ``gpu-distill`` (prefect.yaml) runs when
+    ``distill.gpu_deployment`` is set."""
+    return distill_task(params_path)
+
+
+def _distill(params_path: str, wait_for: list):
+    """The distill stage here, or on ``distill.gpu_deployment`` (the tasks before it have returned: the flow
+    calls them in order)."""
+    deployment = load_params(params_path).distill.gpu_deployment
+    if not deployment:
+        return distill_task(params_path, wait_for=wait_for)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"params_path": params_path})
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(f"distillation on {deployment} ended {run.state.name if run.state else 'without a state'}")
+    return run
 
 
 # ---- collection, fanned out ---------------------------------------------------------------------------------
@@ -118,7 +146,14 @@ def fusion_pipeline(params_path: str = "params.yaml") -> dict:
     t = train_task(params_path, wait_for=[e])
     metrics = evaluate_task(params_path, wait_for=[t])
     decision = promote_task(params_path, wait_for=[metrics])
-    return {"evaluate": metrics, "promote": decision}
+    bank = templates_task(params_path, wait_for=[decision])
+    thought = thought_eval_task(params_path, wait_for=[bank])
+    sft = sft_data_task(params_path, wait_for=[thought])
+    d = _distill(params_path, wait_for=[sft])
+    distilled = distill_eval_task(params_path, wait_for=[d])
+    gate = promote_distilled_task(params_path, wait_for=[distilled])
+    return {"evaluate": metrics, "promote": decision, "thought_eval": thought, "distill_eval": distilled,
+            "promote_distilled": gate}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,9 +18,14 @@ app = typer.Typer(help="FusionFactory: learn from multi-LLM routing logs how to 
 data_app = typer.Typer(help="Routing logs: import and inspect.", no_args_is_help=True)
 models_app = typer.Typer(help="Local models.", no_args_is_help=True)
 route_app = typer.Typer(help="Query-level routing with a trained router.", no_args_is_help=True)
+thought_app = typer.Typer(help="Thought-level fusion: the template bank and its evaluation.", no_args_is_help=True)
+distill_app = typer.Typer(help="Model-level fusion: SFT data, LoRA distillation, evaluation, the gate.",
+                          no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(route_app, name="route")
+app.add_typer(thought_app, name="thought")
+app.add_typer(distill_app, name="distill")
 
 
 def _console(stderr: bool = False) -> Console:
@@ -245,6 +250,51 @@ def pipeline(params: Path = PARAMS) -> None:
     result = load_flow_from_entrypoint(str(p.parent / FLOW_ENTRYPOINT))(params_path=str(p))
     console.print(evaluation_table(result["evaluate"]))
     _print_decision(result["promote"])
+
+
+@thought_app.command("templates")
+def thought_templates(params: Path = PARAMS) -> None:
+    """Select the top responses of each training query, summarise them into templates (resumable), embed them:
+    the template bank."""
+    console.print(f"wrote {_stage('templates', params)}")
+
+
+@thought_app.command("eval")
+def thought_eval(params: Path = PARAMS) -> None:
+    """The target model on held-out queries: zero-shot vs few-shot vs templates, with 95% intervals."""
+    report = _stage("thought_eval", params)
+    if report.get("enabled"):
+        p = _params(params)
+        console.print(f"metrics: {p.paths.thought_eval}   plot: {p.paths.thought_plot}")
+
+
+@distill_app.command("data")
+def distill_data(params: Path = PARAMS) -> None:
+    """The SFT sets: the top correct responses per training query, and the label-only baseline."""
+    console.print(f"wrote {_stage('sft_data', params)}")
+
+
+@distill_app.command("train")
+def distill_train(params: Path = PARAMS) -> None:
+    """LoRA SFT (TRL + PEFT) on the SFT sets; resumes a killed run; registers the distilled model in MLflow."""
+    console.print(f"wrote {_stage('distill', params)}")
+
+
+@distill_app.command("eval")
+def distill_eval(params: Path = PARAMS) -> None:
+    """Base vs distilled vs label-only on the same held-out queries, with 95% intervals."""
+    report = _stage("distill_eval", params)
+    if report.get("enabled"):
+        p = _params(params)
+        console.print(f"metrics: {p.paths.distill_eval}   plot: {p.paths.distill_plot}")
+
+
+@distill_app.command("promote")
+def distill_promote(params: Path = PARAMS) -> None:
+    """The gate: the distilled model becomes `champion` only if it beats the champion (or the base) by the margin."""
+    d = _stage("promote_distilled", params)
+    verdict = "[green]promoted[/green]" if d.get("promoted") else "[yellow]not promoted[/yellow]"
+    console.print(f"distilled version {d.get('challenger')}: {verdict}: {d['reason']}")
 
 
 VALIDATE_DEFAULTS = ValidateConfig()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fusion.models.refs import MINILM
+from fusion.models.refs import MINILM, SMOLLM2
 from fusion.rewards import Scenario, resolve_scenario
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -179,6 +179,118 @@ class PromoteConfig(_Strict):
     margin: float = Field(default=0.0, ge=0)
 
 
+class TargetEvalConfig(_Strict):
+    """How a level is evaluated: one target model answers held-out queries (greedy) in each arm."""
+
+    split: str = "test"
+    #: at most this many held-out queries (the first by query id; None: all)
+    limit: int | None = Field(default=None, gt=0)
+    mode: Literal["direct", "think"] = "direct"
+    max_new_tokens: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: bootstrap resamples for each difference's 95% interval
+    n_boot: int = Field(default=1000, gt=0)
+
+
+class ThoughtConfig(_Strict):
+    """Thought-level fusion: templates summarised from the top responses of training queries, retrieved for new
+    queries of the same task (stages ``templates`` and ``thought_eval``)."""
+
+    enabled: bool = True
+    selection: Literal["performance", "judge", "hybrid"] = "hybrid"
+    #: responses summarised per query (at most one per LLM)
+    top_n: int = Field(default=3, gt=0)
+    #: a response counts as correct when its performance is at least this (1.0: exactly right on 0/1 metrics)
+    min_performance: float = Field(default=1.0, ge=0, le=1)
+    #: the summariser (a pool-style entry: any backend)
+    summariser: LLMSpec = LLMSpec(name="smollm2-summariser", backend="transformers", model=SMOLLM2,
+                                  input_price=0.01, output_price=0.02)
+    summary_max_new_tokens: int = Field(default=160, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: templates retrieved per query (same task)
+    k: int = Field(default=2, gt=0)
+    #: a template whose source question is this similar to the query (cosine) is never retrieved for it
+    near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1)
+    #: the model the templates serve (a pool-style entry)
+    target: LLMSpec = LLMSpec(name="smollm2-target", backend="transformers", model=SMOLLM2,
+                              input_price=0.01, output_price=0.02)
+    eval: TargetEvalConfig = TargetEvalConfig()
+
+
+class LoraConfigSpec(_Strict):
+    r: int = Field(default=8, gt=0)
+    alpha: int = Field(default=16, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "v_proj"]
+
+
+class TrainerConfig(_Strict):
+    """TRL SFTTrainer + PEFT LoRA settings (loss on the completion only)."""
+
+    learning_rate: float = Field(default=2e-4, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    #: stop after this many optimiser steps (None: the epochs decide)
+    max_steps: int | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=2, gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    max_length: int = Field(default=512, gt=0)
+    save_steps: int = Field(default=10, gt=0)
+    save_total_limit: int = Field(default=2, gt=0)
+    logging_steps: int = Field(default=1, gt=0)
+    seed: int = 0
+    device: str = "cpu"
+    #: bfloat16 / float16 on a GPU; float32 on a CPU
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+    lora: LoraConfigSpec = LoraConfigSpec()
+
+
+class SFTDataConfig(_Strict):
+    """SFT examples from a routing log: per training query up to ``k`` correct responses ranked by
+    ``selection`` (one per LLM, ties to the shorter and cheaper), and the label-only baseline from gold answers."""
+
+    selection: Literal["performance", "judge", "hybrid"] = "hybrid"
+    k: int = Field(default=1, gt=0)
+    min_performance: float = Field(default=1.0, ge=0, le=1)
+    #: at most this many training queries (the first by query id; None: all)
+    max_queries: int | None = Field(default=None, gt=0)
+
+
+class ExpertConfig(_Strict):
+    """A domain LoRA expert trained on a task's gold training answers (GSM8K's worked solutions, MBPP's code)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    task: str
+    source: str = Field(description='where the training queries come from: "hf", "package" or a local file path')
+    split: str = "train"
+    limit: int | None = Field(default=None, gt=0)
+
+
+class DistillConfig(_Strict):
+    """Model-level fusion: the best responses distilled into ``base`` with LoRA (stages ``sft_data``,
+    ``distill``, ``distill_eval``, ``promote_distilled``)."""
+
+    enabled: bool = True
+    #: the model distilled into (a model reference: local folder, pkg:, .gguf, hub id)
+    base: str = SMOLLM2
+    data: SFTDataConfig = SFTDataConfig()
+    train: TrainerConfig = TrainerConfig()
+    #: also train the label-only baseline (gold answers as targets) and evaluate it beside the distilled model
+    label_only: bool = True
+    eval: TargetEvalConfig = TargetEvalConfig()
+    registered_model: str = "fusion-distilled"
+    #: the distilled model becomes champion only when it beats the champion (or the base) by more than this
+    margin: float = Field(default=0.0, ge=0)
+    experts: list[ExpertConfig] = []
+    #: run the training on this Prefect deployment (a GPU work pool, prefect.yaml ``gpu-distill``) instead of
+    #: in the pipeline's process
+    gpu_deployment: str | None = None
+
+
 class TrackingConfig(_Strict):
     uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
@@ -207,6 +319,18 @@ class PathsConfig(_Strict):
     eval_report: Path = Path("reports/eval.md")
     eval_plot: Path = Path("reports/eval.png")
     promotion: Path = Path("reports/promotion.json")
+    template_parts: Path = Path("data/template_parts")
+    template_bank: Path = Path("data/templates/bank.parquet")
+    templates_report: Path = Path("reports/templates.json")
+    thought_eval: Path = Path("metrics/thought_eval.json")
+    thought_plot: Path = Path("reports/thought_eval.png")
+    sft_data: Path = Path("data/sft")
+    distill_dir: Path = Path("models/distilled")
+    distill_eval: Path = Path("metrics/distill_eval.json")
+    distill_plot: Path = Path("reports/distill_eval.png")
+    distill_promotion: Path = Path("reports/distill_promotion.json")
+    distill_work: Path = Path(".cache/distill")  # training checkpoints (kept across runs: a killed run resumes)
+    generation_cache: Path = Path(".cache/generations")  # the target models' answers, by (model, prompt)
     model_cache: Path = Path(".cache/models")
     embedding_cache: Path = Path(".cache/embeddings")
 
@@ -223,6 +347,8 @@ class Params(_Strict):
     routers: list[RouterConfig] = Field(default=[RouterConfig()], min_length=1)
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    thought: ThoughtConfig = ThoughtConfig()
+    distill: DistillConfig = DistillConfig()
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
 

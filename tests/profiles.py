@@ -33,6 +33,19 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
         "routers": [{"name": "knn", "seed": 0, "params": {"k": 3}}, {"name": "best-single"}],
         "evaluate": {"split": "test"},
         "promote": {"metric": "reward", "margin": 0.0},
+        # the tiny model's answers are noise (blank lines): the levels learn from an imported log with correct
+        # answers (write_oracle_log)
+        "thought": {"top_n": 2, "summary_max_new_tokens": 24, "batch_size": 8, "k": 2,
+                    "summariser": {"name": "tiny-summariser", "backend": "transformers", "model": str(model_dir),
+                                   "input_price": 0.1, "output_price": 0.2},
+                    "target": {"name": "tiny-target", "backend": "transformers", "model": str(model_dir),
+                               "input_price": 0.1, "output_price": 0.2},
+                    "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200}},
+        "distill": {"base": str(model_dir), "data": {"k": 1},
+                    "train": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_length": 256,
+                              "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8}},
+                    "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200},
+                    "registered_model": "tiny-distilled"},
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlartifacts"),
                      "experiment": "tiny", "registered_router": "tiny-router"},
         # dvc.yaml reads its paths from params.yaml
@@ -49,3 +62,20 @@ def write_tiny_profile(root: Path, model_dir: Path, **kw) -> Path:
     p = root / "params.yaml"
     p.write_text(yaml.safe_dump(tiny_params(root, model_dir, **kw), sort_keys=False))
     return p
+
+
+def write_oracle_log(root: Path, params_path: Path, *, name: str = "oracle.jsonl") -> Path:
+    """An imported log in the drop folder with a correct answer to every query of the profile (as a production
+    log with response texts would bring): what the thought and model levels learn from in the tiny profile."""
+    import pandas as pd
+
+    from fusion.collection.queries import build_queries
+    from fusion.config import load_params
+    from fusion.log.importers import write_long
+
+    q = build_queries(load_params(params_path).queries)
+    log = q.assign(llm="oracle", mode="direct", candidate="oracle:direct", backend="import:long", response="Answer: " + q["ground_truth"], performance=1.0,
+                   input_tokens=40, output_tokens=4, cost_usd=1e-5, prompt=q["query"])
+    out = root / "incoming" / name
+    write_long(pd.DataFrame(log), out)
+    return out

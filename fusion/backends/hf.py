@@ -1,4 +1,6 @@
-"""Local generation with transformers (CPU or GPU): chat template, batched, left-padded."""
+"""Local generation with transformers (CPU or GPU): chat template, batched, left-padded. The model is any model
+reference (:mod:`fusion.models.refs`: a folder, a package file, GGUF, a registered ``models:/`` model) or a PEFT
+adapter folder (its base is loaded from the adapter's config, the adapter applied on top)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ class TransformersBackend(Backend):
             path = materialize(spec.model, model_cache)
             t0 = time.perf_counter()
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+            if (Path(path) / "adapter_config.json").is_file():  # a LoRA adapter: its base, with the adapter on it
+                from peft import AutoPeftModelForCausalLM
+
+                self.model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

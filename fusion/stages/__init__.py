@@ -13,7 +13,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
+STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote", "templates",
+          "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled")
 
 
 def runner(stage: str) -> Callable[[Any], Any]:

@@ -38,6 +38,24 @@ def get_scorer(metric: str) -> Scorer:
     return SCORERS.get(metric)
 
 
+def score_all(scorers: Sequence[Scorer], responses: Sequence[str | None], truths: Sequence[str],
+              workers: int) -> list[tuple[float | None, str | None]]:
+    """Score each response with its scorer on a pool of ``workers`` threads (code runs in sandboxes); returns
+    (performance, error) pairs: a missing response is (None, None), a scorer that raises is (None, why)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[float | None, str | None]:
+        if responses[i] is None:
+            return (None, None)
+        try:
+            return (float(scorers[i](responses[i], truths[i])), None)
+        except Exception as exc:  # a scorer bug must not lose the generation
+            return (None, f"scoring failed: {type(exc).__name__}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(len(responses))))
+
+
 def _as_score(ok: bool) -> float:
     return 1.0 if ok else 0.0
 

@@ -1,0 +1,58 @@
+"""Stage ``distill_eval``: the base, distilled and label-only models answer the same held-out queries; per-task
+performance, tokens, and each difference with its paired-bootstrap 95% interval (JSON, table, plot, MLflow; the
+registered version is tagged with its score)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from rich.console import Console
+
+from fusion.config import Params
+from fusion.distill.level import BASE, evaluate_models
+from fusion.stages.distill import read_manifest
+from fusion.stages.levels import level_log, model_spec
+from fusion.target_eval import plot, rich_table
+from fusion.tracking import flat_metrics, registry_client, stage_run
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Params) -> dict:
+    cfg = params.distill
+    out = params.paths.distill_eval
+    out.parent.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(params)
+    if not cfg.enabled or "distilled" not in manifest["models"]:
+        report = {"enabled": False}
+        out.write_text(json.dumps(report) + "\n")
+        return report
+    log, _ = level_log(params)
+    base = model_spec("base", cfg.base)
+    models = {BASE: base}
+    for kind, entry in manifest["models"].items():
+        models[kind] = model_spec(kind, str(params.paths.distill_dir / entry["adapter"]), base)
+    with stage_run(params.tracking, "distill_eval", {**cfg.eval.model_dump(), "base": cfg.base}) as ml:
+        report, arms = evaluate_models(log, models, cfg, cache_dir=params.paths.generation_cache,
+                                       model_cache=params.paths.model_cache)
+        report = {"enabled": True, **report, "version": manifest["models"]["distilled"].get("version")}
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        plot(report, params.paths.distill_plot, "distillation: differences (95% CI)")
+        Console().print(rich_table(report, f"model level on {report['n_queries']} held-out queries"))
+        if ml:
+            ml.log_metrics(flat_metrics({a: {"performance": v["performance"]} for a, v in report["arms"].items()}))
+            ml.log_metrics(flat_metrics({f"{d['arm']}_minus_{d['baseline']}": {k: d[k] for k in ("mean", "lo", "hi")}
+                                         for d in report["differences"]}, "diff."))
+            ml.log_artifact(str(out))
+            ml.log_artifact(str(params.paths.distill_plot))
+            for arm, frame in arms.items():
+                ml.log_table(frame, f"distill_eval/{arm}.json")
+            if report["version"]:
+                client = registry_client(params.tracking)
+                for k in ("performance", "input_tokens", "output_tokens"):
+                    client.set_model_version_tag(cfg.registered_model, report["version"], f"eval.{k}",
+                                                 f"{report['arms']['distilled'][k]:.4f}")
+                client.set_model_version_tag(cfg.registered_model, report["version"], "eval.queries_fingerprint",
+                                             report["queries_fingerprint"])
+    return report

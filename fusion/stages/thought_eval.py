@@ -1,0 +1,49 @@
+"""Stage ``thought_eval``: the target model on held-out queries zero-shot, few-shot and with retrieved templates;
+per-task performance, tokens, and each difference with its paired-bootstrap 95% interval (JSON, table, plot,
+MLflow)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+from rich.console import Console
+
+from fusion.config import Params
+from fusion.embedding import Encoder
+from fusion.stages.levels import level_log
+from fusion.target_eval import plot, rich_table
+from fusion.thought.level import evaluate_templates
+from fusion.tracking import flat_metrics, stage_run
+
+logger = logging.getLogger(__name__)
+
+
+def run(params: Params) -> dict:
+    cfg = params.thought
+    out = params.paths.thought_eval
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cfg.enabled:
+        out.write_text(json.dumps({"enabled": False}) + "\n")
+        return {"enabled": False}
+    log, _ = level_log(params)
+    bank = pd.read_parquet(params.paths.template_bank)
+    encoder = Encoder(params.embed.encoder, params.paths.embedding_cache, params.embed.batch_size)
+    with stage_run(params.tracking, "thought_eval", {"target": cfg.target.model, "k": cfg.k,
+                                                     **cfg.eval.model_dump()}) as ml:
+        result = evaluate_templates(log, bank, cfg, encoder, cache_dir=params.paths.generation_cache,
+                                    model_cache=params.paths.model_cache)
+        report = {"enabled": True, **result.report}
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        plot(report, params.paths.thought_plot, "thought templates: differences (95% CI)")
+        Console().print(rich_table(report, f"thought level on {report['n_queries']} held-out queries"))
+        if ml:
+            ml.log_metrics(flat_metrics({a: {"performance": v["performance"]} for a, v in report["arms"].items()}))
+            ml.log_metrics(flat_metrics({f"{d['arm']}_minus_{d['baseline']}": {k: d[k] for k in ("mean", "lo", "hi")}
+                                         for d in report["differences"]}, "diff."))
+            ml.log_artifact(str(out))
+            ml.log_artifact(str(params.paths.thought_plot))
+            for arm, frame in result.arms.items():
+                ml.log_table(frame.assign(prompt=result.prompts[arm]), f"thought_eval/{arm}.json")
+    return report
