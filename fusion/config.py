@@ -27,7 +27,8 @@ class LLMSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
     backend: Literal["transformers", "openai", "vllm", "replay"]
-    model: str = Field(description="hub id, local path, or pkg:<module>/<file> for a model shipped in a package; "
+    model: str = Field(description="hub id, local path (a model or a LoRA adapter folder), models:/<name>@<alias> "
+                                   "(a registered model, e.g. the distilled champion), or pkg:<module>/<file> for a model shipped in a package; "
                                    "for openai the served model's name, for replay the LLM's name in the log")
     modes: list[Literal["direct", "think"]] = ["direct", "think"]
     input_price: float = Field(ge=0, description="$ per 1M input tokens")
@@ -204,6 +205,8 @@ class ThoughtConfig(_Strict):
     top_n: int = Field(default=3, gt=0)
     #: a response counts as correct when its performance is at least this (1.0: exactly right on 0/1 metrics)
     min_performance: float = Field(default=1.0, ge=0, le=1)
+    #: summarise at most this many training queries (the first by query id; None: all)
+    max_queries: int | None = Field(default=None, gt=0)
     #: the summariser (a pool-style entry: any backend)
     summariser: LLMSpec = LLMSpec(name="smollm2-summariser", backend="transformers", model=SMOLLM2,
                                   input_price=0.01, output_price=0.02)

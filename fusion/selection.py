@@ -107,9 +107,10 @@ def select_responses(log: pd.DataFrame, *, strategy: str = "hybrid", n: int = 3,
 
 
 def _why(reasons: pd.Series) -> str:
-    """One reason for a query: the most telling of its rows' reasons."""
+    """One reason for a query: the most telling of its rows' reasons (a correct answer without a judge score says
+    more than the wrong answers beside it)."""
     found = set(reasons.dropna())
-    for r in (NONE_CORRECT, NO_JUDGE, ALL_FAILED, NO_RESPONSE_TEXT):
+    for r in (NO_JUDGE, NONE_CORRECT, ALL_FAILED, NO_RESPONSE_TEXT):
         if r in found:
             return r
     return NO_RESPONSE_TEXT

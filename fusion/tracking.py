@@ -34,6 +34,13 @@ def _setup(cfg: TrackingConfig):
     return mlflow
 
 
+def use_registry(cfg: TrackingConfig) -> None:
+    """Point MLflow at the configured tracking server and registry (what resolving a ``models:/`` model reference
+    needs: a pool entry, a base model, a champion to score)."""
+    if cfg.enabled:
+        _setup(cfg)
+
+
 @contextlib.contextmanager
 def stage_run(cfg: TrackingConfig, stage: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
     """An MLflow run for one stage; yields the ``mlflow`` module (or None when tracking is disabled)."""

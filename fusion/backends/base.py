@@ -137,6 +137,10 @@ def identity(spec: LLMSpec) -> dict:
     out = spec.model_dump(exclude={"options"})
     if keep:  # (a backend without identity options keeps the fingerprint of parts written before options existed)
         out["options"] = {k: opts[k] for k in keep}
+    if spec.model.startswith("models:/") and "@" in spec.model:  # an alias moves: the version it names answers
+        from fusion.models.refs import registry_version
+
+        out["registry_version"] = registry_version(spec.model)[1]
     return out
 
 

@@ -74,9 +74,21 @@ def _peak_memory_mb(device: str) -> float:
 
 
 def _last_checkpoint(d: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(d)) if d.is_dir() else None
+    """The last complete checkpoint; a checkpoint cut off by a kill mid-write (no ``trainer_state.json``, which
+    the trainer writes last) is removed."""
+    if not d.is_dir():
+        return None
+    found = sorted((p for p in d.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            pass
+        logger.warning("distill: %s is incomplete (killed while it was written): removed", ckpt.name)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return None
 
 
 def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig, *, model_cache: Path,

@@ -22,13 +22,14 @@ from fusion.collection.queries import read_queries
 from fusion.config import Params
 from fusion.log.schema import write_log
 from fusion.log.summary import error_summary, summarize
-from fusion.tracking import flat_metrics, stage_run
+from fusion.tracking import flat_metrics, stage_run, use_registry
 
 logger = logging.getLogger(__name__)
 
 
 def dry_run(params: Params, *, retry_errors: bool = False) -> pd.DataFrame:
     """The planned calls per candidate and their estimated tokens and cost; nothing is generated."""
+    use_registry(params.tracking)  # a pool entry may be a registered model (models:/...)
     queries = read_queries(params.paths.queries)
     return plan_frame(plan(queries, list(params.pool), params.collect, params.paths.collect_parts,
                            retry_errors=retry_errors))
@@ -37,6 +38,7 @@ def dry_run(params: Params, *, retry_errors: bool = False) -> pd.DataFrame:
 def plan_shards(params: Params, *, retry_errors: bool = False) -> list[dict]:
     """The shards of the remaining collection (``collect.scale_out.shards`` per candidate), as plain dicts for
     Prefect tasks; checks the cost estimate against ``collect.max_cost_usd`` first."""
+    use_registry(params.tracking)  # a pool entry may be a registered model (models:/...)
     queries = read_queries(params.paths.queries)
     pool = list(params.pool)
     check_estimate(plan(queries, pool, params.collect, params.paths.collect_parts, retry_errors=retry_errors),
@@ -48,6 +50,7 @@ def plan_shards(params: Params, *, retry_errors: bool = False) -> list[dict]:
 
 def run_one_shard(params: Params, shard: dict) -> int:
     """Collect one shard (a Prefect task; it resumes like the whole stage)."""
+    use_registry(params.tracking)  # a pool entry may be a registered model (models:/...)
     queries = read_queries(params.paths.queries)
     spec = next(s for s in params.pool if s.name == shard["llm"])
     return run_shard(Shard(**{**shard, "query_ids": tuple(shard["query_ids"])}), queries, spec, params.collect,
@@ -56,11 +59,13 @@ def run_one_shard(params: Params, shard: dict) -> int:
 
 def finish(params: Params) -> Path:
     """Assemble the parts into the collected log, with the stage's MLflow run."""
+    use_registry(params.tracking)
     queries = read_queries(params.paths.queries)
     return _write(params, assemble(queries, list(params.pool), params.paths.collect_parts))
 
 
 def run(params: Params, *, retry_errors: bool = False) -> Path:
+    use_registry(params.tracking)  # a pool entry may be a registered model (models:/...)
     queries = read_queries(params.paths.queries)
     log = collect(queries, list(params.pool), params.collect, params.paths.collect_parts,
                   model_cache=params.paths.model_cache, retry_errors=retry_errors)

@@ -25,6 +25,9 @@ PAIRS = (("templates", ZERO_SHOT), ("templates", FEW_SHOT), (FEW_SHOT, ZERO_SHOT
 def question_groups(log: pd.DataFrame, cfg: ThoughtConfig) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per training query with a usable response: ``query_id, task, domain, question, answers,
     sources, best_answer``; and the count of training queries without one, by reason."""
+    if cfg.max_queries is not None:
+        train_ids = sorted(log.loc[log["split"] == "train", "query_id"].unique())[:cfg.max_queries]
+        log = log[(log["split"] != "train") | log["query_id"].isin(set(train_ids))]
     sel = select_responses(log, strategy=cfg.selection, n=cfg.top_n, min_performance=cfg.min_performance)
     prefixes = shared_prefixes(log)
     rows = []
