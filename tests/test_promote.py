@@ -3,8 +3,8 @@
 import pytest
 from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 
-from fusion.routers import make_router
 from fusion.promotion import CHALLENGER, CHAMPION, decide
+from fusion.routers import make_router
 from fusion.routers.promotion import promote
 from fusion.routers.serving import log_router_model
 from fusion.tracking import alias_version, registry_client, stage_run
