@@ -10,7 +10,8 @@ questions with their best answers). All arms answer the same RouterBench ARC-Cha
 few-shot block stripped: zero-shot prompts), scored by the option letter; each difference with its paired-bootstrap
 95% interval.
 
-    python benchmarks/levels_arc.py [--work .bench/levels] [--test-limit N] [--bank-queries 300] [--epochs 1]
+    python benchmarks/levels_arc.py [--work .bench/levels] [--test-limit N] [--train-queries 400]
+                                    [--bank-queries 200] [--epochs 1]
 
 Writes <work>/levels_arc.json and <work>/levels_arc.md (the tables in docs/benchmarks.md), and the two plots.
 Everything is cached under <work> (summaries, answers, checkpoints): a killed run resumes.
@@ -33,7 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=".bench/levels")
     ap.add_argument("--test-limit", type=int, default=None, help="test queries (default: all 445)")
-    ap.add_argument("--bank-queries", type=int, default=300, help="training questions summarised into templates")
+    ap.add_argument("--train-queries", type=int, default=400, help="training queries distilled (both SFT sets)")
+    ap.add_argument("--bank-queries", type=int, default=200, help="training questions summarised into templates")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -72,7 +74,7 @@ def main() -> None:
     train = {"learning_rate": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 512,
              "save_steps": 50, "lora": {"r": 16, "alpha": 32, "dropout": 0.05,
                                         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}
-    dcfg = DistillConfig(base=SMOLLM2, data={"selection": "hybrid", "k": 1}, train=train, eval=ev)
+    dcfg = DistillConfig(base=SMOLLM2, data={"selection": "hybrid", "k": 1, "max_queries": args.train_queries}, train=train, eval=ev)
     result: dict = {"recovered_ground_truth": recovered, "command": " ".join(["python", *sys.argv])}
 
     # ---- model level

@@ -12,7 +12,15 @@ from fusion.models.tiny_llama import build_tiny_llama
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
+    repo = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())  # every key DVC names (thought, distill)
     return {
         "pool": [
             {"name": "tiny-a", "backend": "transformers", "model": str(model_dir), "modes": ["direct", "think"],
@@ -35,17 +43,17 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
         "promote": {"metric": "reward", "margin": 0.0},
         # the tiny model's answers are noise (blank lines): the levels learn from an imported log with correct
         # answers (write_oracle_log)
-        "thought": {"top_n": 2, "summary_max_new_tokens": 24, "batch_size": 8, "k": 2,
+        "thought": _merged(repo["thought"], {"top_n": 2, "summary_max_new_tokens": 24, "batch_size": 8, "k": 2,
                     "summariser": {"name": "tiny-summariser", "backend": "transformers", "model": str(model_dir),
                                    "input_price": 0.1, "output_price": 0.2},
                     "target": {"name": "tiny-target", "backend": "transformers", "model": str(model_dir),
                                "input_price": 0.1, "output_price": 0.2},
-                    "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200}},
-        "distill": {"base": str(model_dir), "data": {"k": 1},
+                    "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200}}),
+        "distill": _merged(repo["distill"], {"base": str(model_dir), "data": {"k": 1},
                     "train": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_length": 256,
                               "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8}},
                     "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200},
-                    "registered_model": "tiny-distilled"},
+                    "registered_model": "tiny-distilled"}),
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlartifacts"),
                      "experiment": "tiny", "registered_router": "tiny-router"},
         # dvc.yaml reads its paths from params.yaml

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.profiles import REPO_ROOT, write_tiny_profile
+from tests.profiles import REPO_ROOT, write_oracle_log, write_tiny_profile
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +23,7 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     from flows.pipeline import fusion_pipeline
 
     params = write_tiny_profile(tmp_path, tiny_llama)
+    write_oracle_log(tmp_path, params)  # an imported log with correct answers: what the levels learn from
     with prefect_test_harness(server_startup_timeout=120):
         result = fusion_pipeline(params_path=str(params))
     metrics, decision = result["evaluate"], result["promote"]
@@ -36,21 +37,41 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
               "reports/judge.json", "data/ingested.parquet", "data/quarantine.parquet",
               "reports/data_docs/index.html", "data/embeddings.parquet", "models/routers/knn/router.json",
               "models/routers/best-single/router.json", "models/routers/manifest.json", "metrics/eval.json",
-              "reports/eval.md", "reports/eval.png", "reports/validation.json", "reports/promotion.json"):
+              "reports/eval.md", "reports/eval.png", "reports/validation.json", "reports/promotion.json",
+              "data/templates/bank.parquet", "reports/templates.json", "metrics/thought_eval.json",
+              "reports/thought_eval.png", "data/sft/distilled.jsonl", "data/sft/label-only.jsonl",
+              "models/distilled/manifest.json", "models/distilled/distilled/adapter/adapter_config.json",
+              "metrics/distill_eval.json", "reports/distill_eval.png", "reports/distill_promotion.json"):
         assert (tmp_path / f).is_file(), f
+    # the levels ran on the same held-out queries as the routers, each arm paired
+    thought, distilled, gate = result["thought_eval"], result["distill_eval"], result["promote_distilled"]
+    assert set(thought["arms"]) == {"zero-shot", "few-shot", "templates"} and thought["n_queries"] == 4
+    assert set(distilled["arms"]) == {"base", "distilled", "label-only"} and distilled["n_queries"] == 4
+    assert {(d["arm"], d["baseline"]) for d in distilled["differences"]} >= {("distilled", "base"),
+                                                                              ("distilled", "label-only")}
+    assert gate["challenger"] == "1" and gate["compared_with"] == "base"
     # every stage run is in MLflow with its parameters, metrics and artifacts; both routers are registered
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("tiny")
     runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote"}
+    assert set(runs) == {"queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote",
+                         "templates", "thought_eval", "sft_data", "distill-distilled", "distill-label-only",
+                         "distill_eval", "promote_distilled"}
     for stage, run in runs.items():
         assert run.info.status == "FINISHED", stage
         assert run.data.params, stage
         assert run.data.metrics, stage
-        if stage != "train":
+        if stage not in ("train", "distill-label-only"):
             assert client.list_artifacts(run.info.run_id), stage
+    # the template bank is an artifact; the distilled model a registered version with its adapter beside it
+    assert [a.path for a in client.list_artifacts(runs["templates"].info.run_id, "template_bank")] == [
+        "template_bank/bank.parquet"]
+    mv = client.get_model_version("tiny-distilled", "1")
+    assert mv.run_id == runs["distill-distilled"].info.run_id and mv.tags["eval.performance"] is not None
+    assert "adapter" in {a.path for a in client.list_artifacts(mv.run_id)}
+    assert str(client.get_model_version_by_alias("tiny-distilled", "challenger").version) == "1"
     assert "overall.knn.reward" in runs["evaluate"].data.metrics
     versions = {client.get_model_version("tiny-router", v).tags["router"]: v for v in ("1", "2")}
     assert set(versions) == {"knn", "best-single"}
@@ -137,3 +158,55 @@ def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
 def _lock_md5(work: Path, out: str) -> str:
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     return next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", []) if o["path"] == out)
+
+
+LEVEL_STAGES = ("templates", "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled")
+ALL_STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote",
+              *LEVEL_STAGES)
+
+
+def _ran(out: str) -> set[str]:
+    return {s for s in ALL_STAGES if f"Running stage '{s}'" in out}
+
+
+def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_llama):
+    """Both levels run in `dvc repro`; a training parameter re-runs only the model level's training and what follows;
+    a pool entry naming the registered distilled model is collected and routed by the next repro."""
+    work = tmp_path / "proj"
+    work.mkdir()
+    shutil.copy(REPO_ROOT / "dvc.yaml", work / "dvc.yaml")
+    shutil.copytree(REPO_ROOT / "fusion", work / "fusion", ignore=shutil.ignore_patterns("__pycache__"))
+    params = write_tiny_profile(work, tiny_llama)
+    write_oracle_log(work, params)
+    _run(["git", "init", "-q"], work)
+    _run(["dvc", "init", "-q"], work)
+    assert _ran(_run(["dvc", "repro"], work)) == set(ALL_STAGES)
+    bank = __import__("pandas").read_parquet(work / "data/templates/bank.parquet")
+    assert len(bank) == 8 and set(bank["task"]) == {"arith_word", "mc_reasoning"}  # the training queries
+    sft = json.loads((work / "data/sft/report.json").read_text())
+    assert sft["distilled"]["examples"] == 8 and sft["distilled"]["per_source"] == {"oracle": 8}
+    assert json.loads((work / "reports/distill_promotion.json").read_text())["challenger"] == "1"
+
+    p = yaml.safe_load(params.read_text())
+    p["distill"]["train"]["max_steps"] = 6
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    assert _ran(_run(["dvc", "repro"], work)) == {"distill", "distill_eval", "promote_distilled"}
+    manifest = json.loads((work / "models/distilled/manifest.json").read_text())
+    assert manifest["models"]["distilled"]["steps"] == 6 and manifest["models"]["distilled"]["version"] == "2"
+
+    # the loop closes: the registered distilled model is a candidate of the next collection, and the routers
+    # learn when to call it
+    p["pool"].append({"name": "distilled", "backend": "transformers", "model": "models:/tiny-distilled@challenger",
+                      "modes": ["direct"], "input_price": 0.05, "output_price": 0.1})
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    ran = _ran(_run(["dvc", "repro"], work))
+    assert {"collect", "validate", "train", "evaluate"} <= ran
+    import pandas as pd
+
+    log = pd.read_parquet(work / "data/routing_log.parquet")
+    rows = log[log["candidate"] == "distilled:direct"]
+    assert rows["query_id"].nunique() == log["query_id"].nunique() and rows["error"].isna().all()
+    router = json.loads((work / "models/routers/knn/router.json").read_text())
+    assert "distilled:direct" in router["candidates"]
+    metrics = json.loads((work / "metrics/eval.json").read_text())
+    assert "distilled:direct" in metrics["routing_distribution"]["knn"]  # a candidate the router may route to

@@ -35,6 +35,11 @@ def run(params: Params) -> Path:
             if not path.is_file():
                 continue
             examples = read_examples(path)
+            if examples.empty:
+                logger.warning("distill %s: no SFT examples (see %s): nothing to train", kind,
+                               params.paths.sft_data / "report.json")
+                manifest["models"][kind] = None
+                continue
             with stage_run(params.tracking, f"distill-{kind}", {"kind": kind, "base": cfg.base,
                                                                 **cfg.train.model_dump()}) as ml:
                 def on_log(step: int, logs: dict, ml=ml) -> None:

@@ -13,7 +13,7 @@ from fusion.config import Params
 from fusion.distill.level import BASE, evaluate_models
 from fusion.stages.distill import read_manifest
 from fusion.stages.levels import level_log, model_spec
-from fusion.target_eval import plot, rich_table
+from fusion.target_eval import placeholder_plot, plot, rich_table
 from fusion.tracking import flat_metrics, registry_client, stage_run
 
 logger = logging.getLogger(__name__)
@@ -24,15 +24,18 @@ def run(params: Params) -> dict:
     out = params.paths.distill_eval
     out.parent.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(params)
-    if not cfg.enabled or "distilled" not in manifest["models"]:
-        report = {"enabled": False}
+    if not cfg.enabled or not manifest["models"].get("distilled"):
+        why = "the model level is disabled" if not cfg.enabled else "no distilled model (no SFT example)"
+        report = {"enabled": False, "reason": why}
         out.write_text(json.dumps(report) + "\n")
+        placeholder_plot(params.paths.distill_plot, why)
         return report
     log, _ = level_log(params)
     base = model_spec("base", cfg.base)
     models = {BASE: base}
     for kind, entry in manifest["models"].items():
-        models[kind] = model_spec(kind, str(params.paths.distill_dir / entry["adapter"]), base)
+        if entry:  # (None: the set was empty, nothing was trained)
+            models[kind] = model_spec(kind, str(params.paths.distill_dir / entry["adapter"]), base)
     with stage_run(params.tracking, "distill_eval", {**cfg.eval.model_dump(), "base": cfg.base}) as ml:
         report, arms = evaluate_models(log, models, cfg, cache_dir=params.paths.generation_cache,
                                        model_cache=params.paths.model_cache)

@@ -18,7 +18,8 @@ def run(params: Params) -> dict:
     metrics = json.loads(params.paths.distill_eval.read_text())
     version = metrics.get("version")
     if not metrics.get("enabled"):
-        decision = {"promoted": False, "challenger": None, "reason": "the model level is disabled"}
+        decision = {"promoted": False, "challenger": None,
+                    "reason": metrics.get("reason", "the model level is disabled")}
     elif not params.tracking.enabled or version is None:
         decision = {"promoted": False, "challenger": None,
                     "reason": "the distilled model was not registered (tracking disabled)"}

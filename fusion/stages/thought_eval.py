@@ -13,7 +13,7 @@ from rich.console import Console
 from fusion.config import Params
 from fusion.embedding import Encoder
 from fusion.stages.levels import level_log
-from fusion.target_eval import plot, rich_table
+from fusion.target_eval import placeholder_plot, plot, rich_table
 from fusion.thought.level import evaluate_templates
 from fusion.tracking import flat_metrics, stage_run
 
@@ -26,6 +26,7 @@ def run(params: Params) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:
         out.write_text(json.dumps({"enabled": False}) + "\n")
+        placeholder_plot(params.paths.thought_plot, "the thought level is disabled")
         return {"enabled": False}
     log, _ = level_log(params)
     bank = pd.read_parquet(params.paths.template_bank)
