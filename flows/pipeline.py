@@ -47,6 +47,7 @@ sft_data_task = _stage_task("sft_data")
 distill_task = _stage_task("distill", retries=1, retry_delay_seconds=10, tags=["gpu"])  # resumes from checkpoints
 distill_eval_task = _stage_task("distill_eval", retries=1, retry_delay_seconds=10)
 promote_distilled_task = _stage_task("promote_distilled")
+experts_task = _stage_task("experts", retries=1, retry_delay_seconds=10, tags=["gpu"])  # resumes from checkpoints
 
 
 @flow(name="fusion-distill", log_prints=False)
@@ -152,7 +153,8 @@ def fusion_pipeline(params_path: str = "params.yaml") -> dict:
     d = _distill(params_path, wait_for=[sft])
     distilled = distill_eval_task(params_path, wait_for=[d])
     gate = promote_distilled_task(params_path, wait_for=[distilled])
-    return {"evaluate": metrics, "promote": decision, "thought_eval": thought, "distill_eval": distilled,
+    experts = experts_task(params_path, wait_for=[gate])
+    return {"experts": experts, "evaluate": metrics, "promote": decision, "thought_eval": thought, "distill_eval": distilled,
             "promote_distilled": gate}
 
 

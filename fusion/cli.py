@@ -289,6 +289,12 @@ def distill_eval(params: Path = PARAMS) -> None:
         console.print(f"metrics: {p.paths.distill_eval}   plot: {p.paths.distill_plot}")
 
 
+@distill_app.command("experts")
+def distill_experts(params: Path = PARAMS) -> None:
+    """Train and register the domain LoRA experts of distill.experts (GSM8K / MBPP reference solutions)."""
+    console.print(f"wrote {_stage('experts', params)}")
+
+
 @distill_app.command("promote")
 def distill_promote(params: Path = PARAMS) -> None:
     """The gate: the distilled model becomes `champion` only if it beats the champion (or the base) by the margin."""

@@ -264,13 +264,23 @@ class SFTDataConfig(_Strict):
 
 
 class ExpertConfig(_Strict):
-    """A domain LoRA expert trained on a task's gold training answers (GSM8K's worked solutions, MBPP's code)."""
+    """A domain LoRA expert on the distillation base, trained on a task's worked reference solutions (GSM8K's
+    reasoning, MBPP's code), registered as ``registered_model`` (default ``fusion-expert-<name>``): the experts the
+    token-level router fuses."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
     task: str
-    source: str = Field(description='where the training queries come from: "hf", "package" or a local file path')
+    source: str = Field(description='where the training records come from: "hf", "package" or a local file path')
     split: str = "train"
+    #: keep records whose ``task_id`` is in [lo, hi] (MBPP's standard train split is 601-974 of the full file)
+    id_range: tuple[int, int] | None = None
+    #: at most this many training records (a seeded sample; None: all)
     limit: int | None = Field(default=None, gt=0)
+    mode: Literal["direct", "think"] = "think"
+    seed: int = 0
+    #: the expert's own training settings (None: distill.train)
+    train: TrainerConfig | None = None
+    registered_model: str | None = None
 
 
 class DistillConfig(_Strict):
@@ -332,6 +342,7 @@ class PathsConfig(_Strict):
     distill_eval: Path = Path("metrics/distill_eval.json")
     distill_plot: Path = Path("reports/distill_eval.png")
     distill_promotion: Path = Path("reports/distill_promotion.json")
+    experts_dir: Path = Path("models/experts")
     distill_work: Path = Path(".cache/distill")  # training checkpoints (kept across runs: a killed run resumes)
     generation_cache: Path = Path(".cache/generations")  # the target models' answers, by (model, prompt)
     model_cache: Path = Path(".cache/models")

@@ -134,3 +134,41 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(tiny_llama, tmp_
     third = subprocess.run([*args[:-1], json.dumps(_cfg(max_steps=3, save_steps=3).model_dump()), "0"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert json.loads(third.stdout.strip().splitlines()[-1]) == {"steps": 3, "resumed_from": None}
+
+
+def test_domain_experts_train_and_register(tmp_path, tiny_llama, shared_data):
+    """A math expert from GSM8K's train split and a code expert from MBPP's (task ids 601-974), each a LoRA
+    adapter on the one base, registered in MLflow for the token-level router."""
+    import mlflow
+    import yaml
+
+    from fusion.stages.driving import load_params
+    from fusion.stages.experts import run
+    from tests.profiles import write_tiny_profile
+
+    params_path = write_tiny_profile(tmp_path, tiny_llama)
+    p = yaml.safe_load(params_path.read_text())
+    queries = shared_data / "queries"
+    p["distill"]["experts"] = [
+        {"name": "math", "task": "gsm8k", "source": str(queries / "gsm8k" / "train.jsonl"), "limit": 8},
+        {"name": "code", "task": "mbpp", "source": str(queries / "mbpp.jsonl"), "id_range": [601, 974], "limit": 8,
+         "mode": "direct", "train": {"max_steps": 2, "batch_size": 4, "save_steps": 2}},
+    ]
+    params_path.write_text(yaml.safe_dump(p, sort_keys=False))
+    out = run(load_params(params_path))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["experts"]) == {"math", "code"}
+    math, code = manifest["experts"]["math"], manifest["experts"]["code"]
+    assert math["domain"] == "math" and code["domain"] == "code" and code["steps"] == 2 and math["steps"] == 4
+    assert math["registered_model"] == "fusion-expert-math" and math["version"] == "1"
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_model_version("fusion-expert-code", "1").tags["fusion.expert.domain"] == "code"
+    for name in ("math", "code"):
+        adapter = out / name / "adapter"
+        assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        assert isinstance(_greedy(str(adapter), tmp_path, ["What is 2 + 2?"])[0], str)
+    with pytest.raises(ValueError, match="no reference solutions"):
+        from fusion.config import ExpertConfig
+        from fusion.distill.experts import expert_examples
+
+        expert_examples(ExpertConfig(name="x", task="arc_challenge", source="hf"))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote", "templates",
-          "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled")
+          "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled", "experts")
 
 
 def runner(stage: str) -> Callable[[Any], Any]:

@@ -61,6 +61,9 @@ class Task:
     convert: Converter | None = None
     generate: Generator | None = None
     hf: HFSource | None = None
+    #: a record's worked reference solution, written as the task's prompt asks for the answer (tasks whose data
+    #: has one: GSM8K's reasoning, MBPP's code); what a domain expert is trained on
+    solution: Callable[[Mapping[str, Any]], str] | None = None
 
     @property
     def domain(self) -> str:

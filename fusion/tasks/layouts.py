@@ -40,6 +40,14 @@ def gsm8k(rec: Record, seed: int = 0) -> tuple[str, str]:
     return _text(rec, "question"), gsm8k_gold(_text(rec, "answer"))
 
 
+def gsm8k_solution(rec: Record) -> str:
+    """GSM8K's worked solution, its calculator annotations (``<<3*4=12>>``) removed and its ``#### N`` line
+    written as the prompt asks (``Answer: N``)."""
+    text = re.sub(r"<<[^>]*>>", "", _text(rec, "answer"))
+    body = re.sub(r"\n?####.*$", "", text.strip(), flags=re.DOTALL).strip()
+    return f"{body}\nAnswer: {gsm8k_gold(_text(rec, 'answer'))}"
+
+
 def hendrycks_math(rec: Record, seed: int = 0) -> tuple[str, str]:
     """MATH: ``problem`` and ``solution`` (gold = the solution's last ``\\boxed{}``), or an ``answer`` field."""
     query = _text(rec, "problem")
@@ -66,6 +74,12 @@ def mbpp(rec: Record, seed: int = 0) -> tuple[str, str]:
         setup = "\n".join([*map(str, imports), setup]).strip()
     query = f"{text}\n\nYour code should pass this example test:\n{tests[0]}"
     return query, json.dumps({"tests": tests, "setup": setup}, ensure_ascii=False)
+
+
+def mbpp_solution(rec: Record) -> str:
+    """MBPP's reference code, as the prompt asks for it (one fenced block)."""
+    code = _text(rec, "code").replace("\r\n", "\n").replace("\t", "    ").strip()
+    return f"```python\n{code}\n```"
 
 
 def human_eval(rec: Record, seed: int = 0) -> tuple[str, str]:

@@ -63,12 +63,7 @@ def load_queries(
             raise TaskSourceError(f"task {t.name!r} is not synthetic; use {SOURCES_HELP}")
         n = DEFAULT_SYNTHETIC_N if limit is None else limit
         return _table(t, split, t.generate(n, seed, split))
-    if src == "hf":
-        records = _hf_records(t, split)
-    elif src == "package":
-        records = _package_records(t)
-    else:
-        records = read_records(src)
+    records = task_records(t, src, split)
     if records and _is_query_table(records[0]):
         pairs = _from_query_table(t, split, records, src)
     else:
@@ -77,6 +72,17 @@ def load_queries(
 
 
 # ---- sources ---------------------------------------------------------------------------------------------
+
+
+def task_records(task: str | Task, source: str | os.PathLike[str], split: str = "test") -> list[dict[str, Any]]:
+    """The raw records of a task's dataset (``hf``, ``package`` or a file), in the dataset's own field layout."""
+    t = get_task(task)
+    src = os.fspath(source)
+    if src == "hf":
+        return _hf_records(t, split)
+    if src == "package":
+        return _package_records(t)
+    return read_records(src)
 
 
 def _offline() -> bool:

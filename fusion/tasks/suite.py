@@ -25,7 +25,8 @@ def _mc(name: str, description: str, convert, hf: HFSource, style=prompts.MULTIP
 SUITE: tuple[Task, ...] = (
     # math
     Task("gsm8k", "gsm8k_number", "Grade-school math word problems with a numeric answer.",
-         prompts.NUMBER, score_number, convert=layouts.gsm8k, hf=HFSource("openai/gsm8k", ("main",), TRAIN_TEST)),
+         prompts.NUMBER, score_number, convert=layouts.gsm8k, hf=HFSource("openai/gsm8k", ("main",), TRAIN_TEST),
+         solution=layouts.gsm8k_solution),
     Task("math", "math_boxed", "Competition mathematics (MATH, seven subjects); answer in \\boxed{}.",
          prompts.MATH, score_math, convert=layouts.hendrycks_math,
          hf=HFSource("EleutherAI/hendrycks_math", MATH_SUBJECTS, TRAIN_TEST)),
@@ -34,7 +35,7 @@ SUITE: tuple[Task, ...] = (
     # code
     Task("mbpp", "pass@1", "Basic Python programming problems checked by assert tests (MBPP).",
          prompts.CODE_TASK, score_code, convert=layouts.mbpp,
-         hf=HFSource("google-research-datasets/mbpp", ("full",), TRAIN_VAL_TEST)),
+         hf=HFSource("google-research-datasets/mbpp", ("full",), TRAIN_VAL_TEST), solution=layouts.mbpp_solution),
     Task("human_eval", "pass@1", "Python functions to complete from a signature and docstring.",
          prompts.CODE_COMPLETION, score_code, convert=layouts.human_eval,
          hf=HFSource("openai/openai_humaneval", (None,), {"test": "test"})),

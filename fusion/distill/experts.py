@@ -1,0 +1,44 @@
+"""Domain experts: LoRA adapters on one base, each trained on a task's worked reference solutions (a math expert
+from GSM8K's train split, a code expert from MBPP's), with the same TRL + PEFT machinery as distillation; the
+experts the token-level router (FusionRoute) fuses. Only training records are read (``split``, ``id_range``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fusion.config import ExpertConfig
+from fusion.distill.data import EXAMPLE_COLUMNS
+from fusion.log.schema import make_query_id
+from fusion.tasks.loaders import task_records
+from fusion.tasks.suite import get_task
+
+
+def registered_name(cfg: ExpertConfig) -> str:
+    return cfg.registered_model or f"fusion-expert-{cfg.name}"
+
+
+def expert_examples(cfg: ExpertConfig) -> pd.DataFrame:
+    """Prompt–completion examples: the task's prompt in ``cfg.mode`` for each training record, and its worked
+    solution as the completion."""
+    task = get_task(cfg.task)
+    if task.solution is None or task.convert is None:
+        raise ValueError(f"expert {cfg.name!r}: task {task.name!r} has no reference solutions to train on "
+                         "(tasks with them: gsm8k, mbpp)")
+    records = task_records(task, cfg.source, cfg.split)
+    if cfg.id_range is not None:
+        lo, hi = cfg.id_range
+        records = [r for r in records if str(r.get("task_id", "")).isdigit() and lo <= int(r["task_id"]) <= hi]
+    if not records:
+        raise ValueError(f"expert {cfg.name!r}: no training records in {cfg.source}"
+                         + (f" with task_id in {cfg.id_range}" if cfg.id_range else ""))
+    if cfg.limit is not None and cfg.limit < len(records):
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(records), size=cfg.limit, replace=False))
+        records = [records[i] for i in keep]
+    rows = []
+    for rec in records:
+        query, _ = task.convert(rec, cfg.seed)
+        rows.append({"query_id": make_query_id(task.name, query), "task": task.name, "domain": task.domain,
+                     "source": f"{task.name}:{cfg.split}", "rank": 1, "prompt": task.build_prompt(query, cfg.mode),
+                     "completion": task.solution(rec)})
+    return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS).drop_duplicates("query_id").reset_index(drop=True)
