@@ -131,7 +131,7 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
         save_total_limit=cfg.save_total_limit, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
         max_length=cfg.max_length, completion_only_loss=True, packing=False, use_cpu=on_cpu,
         bf16=cfg.dtype == "bfloat16" and not on_cpu, fp16=cfg.dtype == "float16" and not on_cpu,
-        gradient_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0,
+        activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0,
         disable_tqdm=False, save_only_model=False,
     )
     losses: list[tuple[int, float]] = []
