@@ -226,6 +226,18 @@ def report(params: Path = PARAMS) -> None:
     if p.paths.promotion.is_file():
         _print_decision(json.loads(p.paths.promotion.read_text()))
     console.print(f"report: {p.paths.eval_report}   plot: {p.paths.eval_plot}")
+    from fusion.target_eval import rich_table
+
+    for path, plot, title in ((p.paths.thought_eval, p.paths.thought_plot, "thought level"),
+                              (p.paths.distill_eval, p.paths.distill_plot, "model level")):
+        level = json.loads(path.read_text()) if path.is_file() else {}
+        if level.get("enabled"):
+            console.print(rich_table(level, f"{title} on {level['n_queries']} held-out queries"))
+            console.print(f"plot: {plot}")
+    if p.paths.distill_promotion.is_file():
+        d = json.loads(p.paths.distill_promotion.read_text())
+        verdict = "[green]promoted[/green]" if d.get("promoted") else "[yellow]not promoted[/yellow]"
+        console.print(f"distilled version {d.get('challenger')}: {verdict}: {d['reason']}")
     console.print(f"browse runs and the registered router: [bold]make ui[/bold] "
                   f"(mlflow ui --backend-store-uri {p.tracking.uri} --host 127.0.0.1 --port 5000)")
 

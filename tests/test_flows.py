@@ -52,3 +52,17 @@ def test_prefect_yaml_gpu_shard_deployment(repo_root):
     script = (repo_root / "infra" / "prefect-gpu-worker.sh").read_text()
     assert "work-pool create gpu-pool" in script and "deploy --name gpu-shards" in script
     assert "worker start --pool gpu-pool" in script
+
+
+def test_prefect_yaml_gpu_distill_deployment(repo_root):
+    """The distill stage can run on the GPU work pool: a deployment of the one-stage flow, and the task tagged."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.pipeline import distill_task, experts_task
+
+    cfg = yaml.safe_load((repo_root / "prefect.yaml").read_text())
+    (dep,) = [d for d in cfg["deployments"] if d["name"] == "gpu-distill"]
+    flow = load_flow_from_entrypoint(str(repo_root / dep["entrypoint"]))
+    assert flow.name == "fusion-distill" and "params_path" in flow.parameters.properties
+    assert dep["work_pool"]["name"] == "gpu-pool"
+    assert "gpu" in distill_task.tags and "gpu" in experts_task.tags
