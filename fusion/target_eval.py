@@ -4,7 +4,8 @@ arms given with a paired-bootstrap 95% interval. The thought level and the model
 
 Generations are cached as Parquet parts keyed by (model, prompt, max_new_tokens): an evaluation killed mid-way
 resumes, and an arm already answered (the zero-shot arm of the same target) is not generated again. A model
-folder's key includes its files' sizes and times, so a retrained model at the same path is answered afresh.
+folder's key includes its files (adapters by content, large weights by size and time), so a retrained model at the
+same path is answered afresh.
 """
 
 from __future__ import annotations
@@ -72,8 +73,12 @@ def held_out_queries(log: pd.DataFrame, cfg: TargetEvalConfig) -> tuple[pd.DataF
     return out.reset_index(drop=True), skipped
 
 
+CONTENT_HASH_MAX_BYTES = 256 * 2**20
+
+
 def model_key(spec: LLMSpec) -> str:
-    """What names the answers of a model: its identity, plus its files' sizes and times for a local folder."""
+    """What names the answers of a model: its identity, plus for a local folder its files (small ones by content,
+    large weight files by size and time)."""
     h = hashlib.sha1(json.dumps(identity(spec), sort_keys=True, default=str).encode())
     if spec.model.startswith(REGISTRY_PREFIX):  # an alias moves: the version names the weights
         h.update("/".join(registry_version(spec.model)).encode())
@@ -85,7 +90,11 @@ def model_key(spec: LLMSpec) -> str:
         for f in sorted(path.rglob("*")):
             if f.is_file():
                 st = f.stat()
-                h.update(f"{f.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+                h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
+                if st.st_size <= CONTENT_HASH_MAX_BYTES:  # an adapter, a config: by content (a re-save is the same)
+                    h.update(hashlib.sha1(f.read_bytes()).digest())
+                else:  # full weights: by time (hashing gigabytes per evaluation costs more than it saves)
+                    h.update(str(st.st_mtime_ns).encode())
     return h.hexdigest()[:16]
 
 

@@ -134,6 +134,12 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(tiny_llama, tmp_
     third = subprocess.run([*args[:-1], json.dumps(_cfg(max_steps=3, save_steps=3).model_dump()), "0"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert json.loads(third.stdout.strip().splitlines()[-1]) == {"steps": 3, "resumed_from": None}
+    # the same inputs again: the finished run is not repeated (its adapter stays as it was)
+    stamp = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    fourth = subprocess.run([*args[:-1], json.dumps(_cfg(max_steps=3, save_steps=3).model_dump()), "0"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert json.loads(fourth.stdout.strip().splitlines()[-1]) == {"steps": 3, "resumed_from": None}
+    assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_domain_experts_train_and_register(tmp_path, tiny_llama, shared_data):

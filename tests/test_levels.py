@@ -184,8 +184,11 @@ def test_retrieval_never_returns_own_or_near_duplicate_template():
 
 def test_clean_template():
     assert clean_template(None) == (None, "empty summary")
-    assert clean_template("Task:")[0] is None
-    assert clean_template("Task: add the numbers.\nSteps: 1. add\nAnswer format: Answer: N")[0].startswith("Task:")
+    assert clean_template("To solve problems like this,")[0] is None
+    good = "To solve problems like this, add the numbers first, then write Answer: N."
+    assert clean_template(good) == (good, None)
+    echo = "To solve problems like this, explain the general method for solving problems like this one, so that"
+    assert clean_template(echo) == (None, "summary repeats the instructions")
 
 
 class _Counting:

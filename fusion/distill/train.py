@@ -31,7 +31,7 @@ from fusion.models.refs import materialize
 
 logger = logging.getLogger(__name__)
 
-ADAPTER, MERGED, CHECKPOINTS = "adapter", "merged", "checkpoints"
+ADAPTER, MERGED, CHECKPOINTS, RESULT = "adapter", "merged", "checkpoints", "result.json"
 
 
 @dataclass
@@ -111,6 +111,10 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
     if fp_file.is_file() and json.loads(fp_file.read_text()).get("fingerprint") != fp:
         logger.info("distill: inputs changed since the last run in %s: starting afresh", out)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    done = _finished(out, fp)
+    if done is not None:
+        logger.info("distill: %s is trained already (same examples, base and settings): nothing to do", out)
+        return done
     fp_file.write_text(json.dumps({"fingerprint": fp, "base": base}) + "\n")
     resume = _last_checkpoint(ckpt_dir)
 
@@ -166,9 +170,27 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
     merged.save_pretrained(merged_dir)
     tok.save_pretrained(merged_dir)
     history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
-    return TrainResult(
+    result = TrainResult(
         adapter=adapter_dir, merged=merged_dir, steps=steps, resumed_from=Path(resume).name if resume else None,
         first_loss=history[0][1] if history else None, last_loss=history[-1][1] if history else None,
         train_tokens=int(tokens_here), runtime_s=runtime,
         tokens_per_s=tokens_here / runtime if runtime > 0 else 0.0,
         peak_memory_mb=_peak_memory_mb(cfg.device), losses=history or losses)
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    (out / RESULT).write_text(json.dumps({"fingerprint": fp, **record}) + "\n")
+    return result
+
+
+def _finished(out: Path, fp: str) -> TrainResult | None:
+    """The result of a finished run of the same fingerprint whose adapter and merged model are in place."""
+    path = out / RESULT
+    if not path.is_file():
+        return None
+    rec = json.loads(path.read_text())
+    if rec.pop("fingerprint", None) != fp:
+        return None
+    rec["adapter"], rec["merged"] = Path(rec["adapter"]), Path(rec["merged"])
+    if not (rec["adapter"] / "adapter_config.json").is_file() or not (rec["merged"] / "config.json").is_file():
+        return None
+    rec["losses"] = [tuple(x) for x in rec["losses"]]
+    return TrainResult(**rec)

@@ -32,40 +32,48 @@ from fusion.config import ThoughtConfig
 
 logger = logging.getLogger(__name__)
 
-PROMPT_VERSION = "t1"
-SUMMARY_PROMPT = """Below is a problem and {n} answer(s) that solved it correctly. Write a short, reusable guide for solving problems of the same kind, one that would help with a different problem of this type.
+PROMPT_VERSION = "t2"
+SUMMARY_PROMPT = """Here is a solved problem.
 
 Problem:
 <<<
 {question}
 >>>
 {answers}
-Write the guide in three short parts and nothing else:
-Task: what this kind of problem asks for, in one sentence.
-Steps: the reasoning steps that lead to the answer, as a short numbered list, without this problem's numbers or names.
-Answer format: how the final answer must be written."""
-PREFILL = "Task:"
+In two to four sentences, explain the general method for solving problems like this one, so that someone could use it on a different problem of the same kind (not only this one), and say how the final answer should be written."""
+#: the reply's start: keeps a small summariser on the method instead of echoing the instructions (SmolLM2-135M
+#: echoed a "Task: / Steps: / Answer format:" outline back in 103 of 104 summaries)
+PREFILL = "To solve problems like this,"
 MAX_ANSWER_CHARS = 1200
-MIN_TEMPLATE_CHARS = 20
+MIN_TEMPLATE_CHARS = 20  # beyond the prefill
+ECHO_MIN_CHARS = 30
 KEY = ["summariser", "prompt_version", "prompt_sha"]
 COLUMNS = {**{k: "string" for k in KEY}, "template": "string", "error": "string", "input_tokens": "Int64",
            "output_tokens": "Int64", "summarised_at": "datetime64[ns, UTC]"}
 
 
 def summary_prompt(question: str, answers: list[str]) -> str:
-    blocks = "".join(f"\nCorrect answer {i}:\n<<<\n{a.strip()[:MAX_ANSWER_CHARS]}\n>>>\n"
-                     for i, a in enumerate(answers, 1))
-    return SUMMARY_PROMPT.format(n=len(answers), question=question.strip(), answers=blocks)
+    blocks = "".join(f"\nA correct answer:\n<<<\n{a.strip()[:MAX_ANSWER_CHARS]}\n>>>\n" for a in answers)
+    return SUMMARY_PROMPT.format(question=question.strip(), answers=blocks)
+
+
+def _instruction_sentences() -> list[str]:
+    text = SUMMARY_PROMPT.split(">>>")[-1]
+    parts = re.split(r"(?<=[.,:;])\s+|\n+", text.replace("{answers}", ""))
+    return [p.strip().lower() for p in parts if len(p.strip()) >= ECHO_MIN_CHARS]
 
 
 def clean_template(text: str | None) -> tuple[str | None, str | None]:
-    """(template, None) or (None, why it is unusable): empty, too short, or only repeating the prompt."""
+    """(template, None) or (None, why it is unusable): empty, too short, or repeating the instructions."""
     if text is None or not str(text).strip():
         return None, "empty summary"
     t = str(text).strip()
     t = re.sub(r"\n{3,}", "\n\n", t)
-    if len(t) < MIN_TEMPLATE_CHARS or t.rstrip(": \n").lower() == PREFILL.rstrip(":").lower():
+    if len(t) < len(PREFILL) + MIN_TEMPLATE_CHARS:
         return None, f"summary too short: {t!r}"
+    low = " ".join(t.lower().split())
+    if any(sentence in low for sentence in _instruction_sentences()):
+        return None, "summary repeats the instructions"
     return t, None
 
 
