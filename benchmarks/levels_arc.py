@@ -11,7 +11,7 @@ few-shot block stripped: zero-shot prompts), scored by the option letter; each d
 95% interval.
 
     python benchmarks/levels_arc.py [--work .bench/levels] [--test-limit N] [--train-queries 400]
-                                    [--bank-queries 200] [--epochs 1]
+                                    [--bank-queries 64] [--epochs 1]
 
 Writes <work>/levels_arc.json and <work>/levels_arc.md (the tables in docs/benchmarks.md), and the two plots.
 Everything is cached under <work> (summaries, answers, checkpoints): a killed run resumes.
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--work", default=".bench/levels")
     ap.add_argument("--test-limit", type=int, default=None, help="test queries (default: all 445)")
     ap.add_argument("--train-queries", type=int, default=400, help="training queries distilled (both SFT sets)")
-    ap.add_argument("--bank-queries", type=int, default=200, help="training questions summarised into templates")
+    ap.add_argument("--bank-queries", type=int, default=64, help="training questions summarised into templates")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
