@@ -128,3 +128,13 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("pool: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_dvc_reads_the_repository_params(repo_root):
+    """DVC parses params.yaml with ruamel.yaml, which is stricter than PyYAML (a `:` in an unquoted flow-mapping
+    value): the embedded default must load in both."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load((repo_root / "params.yaml").read_text())
+    assert data["thought"]["summariser"]["model"].startswith("pkg:")
+    assert data == yaml.safe_load((repo_root / "params.yaml").read_text())
