@@ -33,7 +33,9 @@ DATA = ROOT.parent / "shared" / "data" / "routing" / "routerbench_zs"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=".bench/levels")
-    ap.add_argument("--test-limit", type=int, default=None, help="test queries (default: all 445)")
+    ap.add_argument("--test-limit", type=int, default=None, help="test queries of the model level (default: all)")
+    ap.add_argument("--thought-test-limit", type=int, default=200,
+                    help="test queries of the thought level (the first by query id; few-shot prompts are long)")
     ap.add_argument("--train-queries", type=int, default=400, help="training queries distilled (both SFT sets)")
     ap.add_argument("--bank-queries", type=int, default=64, help="training questions summarised into templates")
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -90,6 +92,10 @@ def main() -> None:
     models = {BASE: base, DISTILLED: model_spec(DISTILLED, str(trained[DISTILLED].adapter), base),
               LABEL_ONLY: model_spec(LABEL_ONLY, str(trained[LABEL_ONLY].adapter), base)}
     report, arms = evaluate_models(log, models, dcfg, cache_dir=gen_cache, model_cache=cache)
+    model_pairs = [(DISTILLED, BASE), (DISTILLED, LABEL_ONLY), (LABEL_ONLY, BASE)]
+    result["model_table"] = {**compare(arms, model_pairs, n_boot=ev["n_boot"]), "skipped": report["skipped"]}
+    (work / "levels_arc_model.md").write_text(markdown(result["model_table"]))
+    print(markdown(result["model_table"]))
 
     # ---- thought level (same test queries, same target = the base)
     if not args.skip_thought:
@@ -97,11 +103,14 @@ def main() -> None:
                                          "input_price": 0.0, "output_price": 0.0},
                              target={"name": "smollm2", "backend": "transformers", "model": SMOLLM2,
                                      "input_price": 0.0, "output_price": 0.0},
-                             top_n=3, max_queries=args.bank_queries, summary_max_new_tokens=96, k=args.k, eval=ev)
+                             top_n=3, max_queries=args.bank_queries, summary_max_new_tokens=96, k=args.k,
+                             eval={**ev, "limit": args.thought_test_limit})
         encoder = Encoder(MINILM, ROOT / ".cache" / "embeddings")
         bank, bank_report = build_templates(log, tcfg, work / "template_parts", encoder, model_cache=cache)
         result["bank"] = bank_report
         thought = evaluate_templates(log, bank, tcfg, encoder, cache_dir=gen_cache, model_cache=cache)
+        ids = thought.arms["few-shot"]["query_id"]  # the thought level's queries: the same arms on them
+        arms = {name: a.set_index("query_id").loc[ids].reset_index() for name, a in arms.items()}
         arms = {**arms, "few-shot": thought.arms["few-shot"], "templates": thought.arms["templates"]}
         result["retrieval"] = thought.report["retrieval"]
     pairs = [(DISTILLED, BASE), (DISTILLED, LABEL_ONLY), (LABEL_ONLY, BASE), (DISTILLED, "few-shot"),
@@ -109,6 +118,7 @@ def main() -> None:
     table = compare(arms, pairs, n_boot=ev["n_boot"])
     table["skipped"] = report["skipped"]
     result["table"] = table
+    result["training"] = result.get("training", {})
     (work / "levels_arc.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (work / "levels_arc.md").write_text(markdown(table))
     plot(table, work / "levels_arc.png", "RouterBench ARC-Challenge test: differences (95% CI)")

@@ -79,7 +79,9 @@ CONTENT_HASH_MAX_BYTES = 256 * 2**20
 def model_key(spec: LLMSpec) -> str:
     """What names the answers of a model: its identity, plus for a local folder its files (small ones by content,
     large weight files by size and time)."""
-    h = hashlib.sha1(json.dumps(identity(spec), sort_keys=True, default=str).encode())
+    ident = identity(spec)  # what decides the answers: not the entry's name or prices
+    answers_by = {k: ident[k] for k in ("backend", "model", "options", "registry_version") if k in ident}
+    h = hashlib.sha1(json.dumps(answers_by, sort_keys=True, default=str).encode())
     if spec.model.startswith(REGISTRY_PREFIX):  # an alias moves: the version names the weights
         h.update("/".join(registry_version(spec.model)).encode())
     try:
