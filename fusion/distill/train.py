@@ -138,12 +138,8 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
         activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0,
         disable_tqdm=False, save_only_model=False,
     )
-    losses: list[tuple[int, float]] = []
-
     class _Log(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_):
-            if logs and "loss" in logs:
-                losses.append((int(state.global_step), float(logs["loss"])))
             if logs and on_log is not None:
                 on_log(int(state.global_step), {k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
 
@@ -175,7 +171,7 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
         first_loss=history[0][1] if history else None, last_loss=history[-1][1] if history else None,
         train_tokens=int(tokens_here), runtime_s=runtime,
         tokens_per_s=tokens_here / runtime if runtime > 0 else 0.0,
-        peak_memory_mb=_peak_memory_mb(cfg.device), losses=history or losses)
+        peak_memory_mb=_peak_memory_mb(cfg.device), losses=history)
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     (out / RESULT).write_text(json.dumps({"fingerprint": fp, **record}) + "\n")
     return result
