@@ -5,20 +5,14 @@ adapter folder (its base is loaded from the adapter's config, the adapter applie
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.backends.base import BACKENDS, TOKENS_FROM_TOKENIZER, Backend, Generation, Request
-from fusion.models.refs import materialize
+from fusion.models.load import load_causal_lm, render_chat
 
 logger = logging.getLogger(__name__)
-
-#: transformers' loading is not thread-safe (its lazy imports, and the meta-device weights of `from_pretrained`):
-#: shards collected by threads of one process (Prefect's thread pool, a Dask cluster with processes=False) load
-#: their models one at a time
-LOAD_LOCK = threading.RLock()
 
 
 @BACKENDS.register("transformers")
@@ -28,19 +22,9 @@ class TransformersBackend(Backend):
     def __init__(self, spec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8) -> None:
         super().__init__(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
-        with LOAD_LOCK:  # transformers' lazy imports race between threads too
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            path = materialize(spec.model, model_cache)
-            t0 = time.perf_counter()
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            if (Path(path) / "adapter_config.json").is_file():  # a LoRA adapter: its base, with the adapter on it
-                from peft import AutoPeftModelForCausalLM
-
-                self.model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
-            else:
-                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+        t0 = time.perf_counter()
+        self.model, self.tokenizer, path = load_causal_lm(spec.model, model_cache=model_cache, device=device,
+                                                          dtype=dtype)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -49,11 +33,7 @@ class TransformersBackend(Backend):
         logger.info("loaded %s in %.1fs", path, time.perf_counter() - t0)
 
     def render(self, prompt: str) -> str:
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-        return prompt
+        return render_chat(self.tokenizer, prompt)
 
     def generate(
         self, requests: Sequence[Request], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0

@@ -45,7 +45,11 @@ def build_tokenizer(vocab_size: int = 512):
     return fast
 
 
-def build_tiny_llama(out: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+def build_tiny_llama(out: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
+                     init_std: float = 0.02, vocab_multiple: int | None = None, tie: bool = True) -> Path:
+    """A random Llama in ``out``. ``init_std``: a larger spread gives peakier, more varied next-token choices
+    (tests of decoding need tokens that differ); ``vocab_multiple``: pad the embedding matrix to a multiple of it
+    (as some released models do); ``tie``: tie the output layer to the input embeddings."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -56,9 +60,11 @@ def build_tiny_llama(out: str | Path, *, seed: int = 0, hidden_size: int = 32, l
         vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie, initializer_range=init_std,
     )
     model = LlamaForCausalLM(cfg)
+    if vocab_multiple:
+        model.resize_token_embeddings(len(tok), pad_to_multiple_of=vocab_multiple, mean_resizing=False)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
