@@ -1,6 +1,7 @@
 """The ``fusion-pipeline`` Prefect flow: queries -> collect -> judge -> ingest -> validate -> embed -> train ->
-evaluate -> promote, then the thought level (templates -> thought_eval) and the model level (sft_data -> distill ->
-distill_eval -> promote_distilled) after the routing log is validated.
+evaluate -> promote, then the thought level (templates -> thought_eval), the model level (sft_data -> distill ->
+distill_eval -> promote_distilled -> experts) and the token level (tokenroute_data -> tokenroute_train ->
+tokenroute_eval) after the routing log is validated.
 
 Each task calls the stage runner from :mod:`fusion.stages`; the flow holds no business logic. Collection is a
 subflow of mapped shards (``collect.scale_out``: a thread pool, or a Dask cluster; GPU shards to a GPU work pool).
@@ -48,6 +49,9 @@ distill_task = _stage_task("distill", retries=1, retry_delay_seconds=10, tags=["
 distill_eval_task = _stage_task("distill_eval", retries=1, retry_delay_seconds=10)
 promote_distilled_task = _stage_task("promote_distilled")
 experts_task = _stage_task("experts", retries=1, retry_delay_seconds=10, tags=["gpu"])  # resumes from checkpoints
+tokenroute_data_task = _stage_task("tokenroute_data", retries=1, retry_delay_seconds=10, tags=["gpu"])  # per expert
+tokenroute_train_task = _stage_task("tokenroute_train", retries=1, retry_delay_seconds=10, tags=["gpu"])  # resumes
+tokenroute_eval_task = _stage_task("tokenroute_eval", retries=1, retry_delay_seconds=10)  # answers cached
 
 
 @flow(name="fusion-distill", log_prints=False)
@@ -154,8 +158,11 @@ def fusion_pipeline(params_path: str = "params.yaml") -> dict:
     distilled = distill_eval_task(params_path, wait_for=[d])
     gate = promote_distilled_task(params_path, wait_for=[distilled])
     experts = experts_task(params_path, wait_for=[gate])
-    return {"experts": experts, "evaluate": metrics, "promote": decision, "thought_eval": thought, "distill_eval": distilled,
-            "promote_distilled": gate}
+    token_data = tokenroute_data_task(params_path, wait_for=[experts])
+    token_router = tokenroute_train_task(params_path, wait_for=[token_data])
+    token = tokenroute_eval_task(params_path, wait_for=[token_router])
+    return {"experts": experts, "evaluate": metrics, "promote": decision, "thought_eval": thought,
+            "distill_eval": distilled, "promote_distilled": gate, "tokenroute_eval": token}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -304,6 +304,81 @@ class DistillConfig(_Strict):
     gpu_deployment: str | None = None
 
 
+class TokenExpertConfig(_Strict):
+    """One expert of the token-level router: a model reference (None: ``tokenroute.base``) with, optionally, a
+    LoRA adapter folder on it (a domain expert of the ``experts`` stage: ``models/experts/<name>/adapter``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    model: str | None = None
+    adapter: Path | None = None
+
+
+class TokenRouteDataConfig(_Strict):
+    #: SFT examples per domain (a seeded sample of the model-level SFT data and the experts' training examples)
+    per_domain: int | None = Field(default=64, gt=0)
+    #: also the domain experts' own training examples (distill.experts), beside the model-level SFT data
+    expert_examples: bool = True
+    #: preference pairs (chosen = a correct response, rejected = a wrong one to the same query) from the log
+    max_pairs: int | None = Field(default=64, ge=0)
+    min_performance: float = Field(default=1.0, gt=0, le=1)
+    max_length: int = Field(default=384, gt=8)
+    seed: int = 0
+
+
+class TokenRouteTrainConfig(_Strict):
+    """The router's training (a plain PyTorch loop: SFT steps, then mix steps alternating CDPO and SFT)."""
+
+    sft_steps: int = Field(default=8, ge=1)
+    mix_steps: int = Field(default=8, ge=0)
+    batch_size: int = Field(default=2, gt=0)
+    learning_rate: float = Field(default=1e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    #: λ, the routing loss's weight in the SFT loss (paper: 1/3)
+    routing_weight: float = Field(default=1 / 3, ge=0)
+    #: β of CDPO (paper: 0.1)
+    beta: float = Field(default=0.1, gt=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    save_steps: int = Field(default=8, gt=0)
+    seed: int = 0
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: LoRA on the router LM instead of full fine-tuning (for large routers); merged into the saved checkpoint
+    lora: LoraConfigSpec | None = None
+    #: also train the paper's "fine-tuned model without routing" baseline (same data and steps, no routing)
+    plain_baseline: bool = True
+
+
+class TokenRouteEvalConfig(TargetEvalConfig):
+    #: decoding policy: ``lazy`` runs only the selected experts, ``all`` every expert at every token
+    policy: Literal["all", "lazy"] = "lazy"
+    #: requests whose per-position routing is drawn in the evaluation report
+    plot_examples: int = Field(default=3, ge=0)
+
+
+class TokenRouteConfig(_Strict):
+    """Token-level fusion (FusionRoute): a router LM with a routing head picks an expert per decoding step and adds
+    its complementary logits (stages ``tokenroute_data``, ``tokenroute_train``, ``tokenroute_eval``)."""
+
+    enabled: bool = True
+    #: the experts' shared base (None: distill.base); the router is initialised from ``router_init`` (None: base)
+    base: str | None = None
+    router_init: str | None = None
+    experts: list[TokenExpertConfig] = Field(default=[TokenExpertConfig(name="base")], min_length=1)
+    data: TokenRouteDataConfig = TokenRouteDataConfig()
+    train: TokenRouteTrainConfig = TokenRouteTrainConfig()
+    eval: TokenRouteEvalConfig = TokenRouteEvalConfig()
+    stats_batch_size: int = Field(default=8, gt=0)
+    registered_model: str = "fusion-tokenroute"
+
+    @field_validator("experts")
+    @classmethod
+    def _unique_experts(cls, v: list[TokenExpertConfig]) -> list[TokenExpertConfig]:
+        dup = _repeated([e.name for e in v])
+        if dup:
+            raise ValueError(f"tokenroute.experts has repeated names {dup}")
+        return v
+
+
 class TrackingConfig(_Strict):
     uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
@@ -343,6 +418,12 @@ class PathsConfig(_Strict):
     distill_plot: Path = Path("reports/distill_eval.png")
     distill_promotion: Path = Path("reports/distill_promotion.json")
     experts_dir: Path = Path("models/experts")
+    tokenroute_data: Path = Path("data/tokenroute")
+    tokenroute_dir: Path = Path("models/tokenroute")
+    tokenroute_eval: Path = Path("metrics/tokenroute_eval.json")
+    tokenroute_plot: Path = Path("reports/tokenroute_eval.png")
+    tokenroute_routing_plot: Path = Path("reports/tokenroute_routing.png")
+    tokenroute_work: Path = Path(".cache/tokenroute")  # training checkpoints (a killed run resumes)
     distill_work: Path = Path(".cache/distill")  # training checkpoints (kept across runs: a killed run resumes)
     generation_cache: Path = Path(".cache/generations")  # the target models' answers, by (model, prompt)
     model_cache: Path = Path(".cache/models")
@@ -363,6 +444,7 @@ class Params(_Strict):
     promote: PromoteConfig = PromoteConfig()
     thought: ThoughtConfig = ThoughtConfig()
     distill: DistillConfig = DistillConfig()
+    tokenroute: TokenRouteConfig = TokenRouteConfig()
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
 
@@ -395,8 +477,11 @@ class Params(_Strict):
             tracking["artifact_root"] = str(base / tracking["artifact_root"])
         sources = [s if Path(s.path).is_absolute() else s.model_copy(update={"path": str(base / s.path)})
                    for s in self.sources]
+        experts = [e if e.adapter is None or e.adapter.is_absolute() else e.model_copy(update={"adapter": base / e.adapter})
+                   for e in self.tokenroute.experts]
         return self.model_copy(update={"paths": PathsConfig(**paths), "tracking": TrackingConfig(**tracking),
-                                       "sources": sources})
+                                       "sources": sources,
+                                       "tokenroute": self.tokenroute.model_copy(update={"experts": experts})})
 
 
 def _repeated(names: list[str]) -> list[str]:

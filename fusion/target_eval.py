@@ -150,17 +150,25 @@ def run_arm(spec: LLMSpec, queries: pd.DataFrame, prompts: Sequence[str], cfg: T
             cache_dir: Path, model_cache: Path, label: str = "", workers: int = 2,
             backend_factory: Callable = make_backend) -> pd.DataFrame:
     """One arm: ``spec`` answers ``prompts`` (one per row of ``queries``), each answer scored by its task."""
-    from fusion.tasks.scoring import get_scorer
-
     gens = generate_cached(spec, prompts, cfg, cache_dir=cache_dir, model_cache=model_cache, label=label,
                            backend_factory=backend_factory)
-    texts = [None if pd.isna(t) else str(t) for t in gens["text"]]
+    return score_arm(queries, gens["text"].tolist(), gens["input_tokens"].tolist(), gens["output_tokens"].tolist(),
+                     gens["error"].tolist(), workers)
+
+
+def score_arm(queries: pd.DataFrame, texts: Sequence, input_tokens: Sequence, output_tokens: Sequence,
+              errors: Sequence, workers: int = 2) -> pd.DataFrame:
+    """An arm's answers (one per row of ``queries``) scored by each query's task metric (``ARM_COLUMNS``); a
+    failed call scores 0 and keeps its error."""
+    from fusion.tasks.scoring import get_scorer
+
+    texts = [None if t is None or pd.isna(t) else str(t) for t in texts]
     scores = score_all([get_scorer(m) for m in queries["metric"]], texts, queries["ground_truth"].tolist(), workers)
-    perf = [0.0 if p is None else p for p, _ in scores]  # a failed call scores 0, and says why
-    err = [g if pd.notna(g) else s for g, (_, s) in zip(gens["error"], scores, strict=True)]
+    perf = [0.0 if p is None else p for p, _ in scores]
+    err = [g if g is not None and pd.notna(g) else s for g, (_, s) in zip(errors, scores, strict=True)]
     return pd.DataFrame({"query_id": queries["query_id"].to_numpy(), "task": queries["task"].to_numpy(),
-                         "performance": perf, "input_tokens": gens["input_tokens"].to_numpy(),
-                         "output_tokens": gens["output_tokens"].to_numpy(), "response": texts, "error": err},
+                         "performance": perf, "input_tokens": list(input_tokens),
+                         "output_tokens": list(output_tokens), "response": texts, "error": err},
                         columns=ARM_COLUMNS)
 
 
@@ -193,6 +201,20 @@ def compare(arms: dict[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], *, 
             entry["per_task"][t] = {**paired_bootstrap(diff[m], n_boot=n_boot, seed=seed), "n": int(m.sum())}
         report["differences"].append(entry)
     return report
+
+
+def log_comparison(ml, report: dict, arms: dict[str, pd.DataFrame], table_dir: str, artifacts: Sequence[Path]) -> None:
+    """Log a comparison in the active run ``ml`` (the mlflow module): each arm's performance, each difference with
+    its interval, the files (JSON, plots) and each arm's answers as a table under ``table_dir``."""
+    from fusion.tracking import flat_metrics
+
+    ml.log_metrics(flat_metrics({a: {"performance": v["performance"]} for a, v in report["arms"].items()}))
+    ml.log_metrics(flat_metrics({f"{d['arm']}_minus_{d['baseline']}": {k: d[k] for k in ("mean", "lo", "hi")}
+                                 for d in report["differences"]}, "diff."))
+    for path in artifacts:
+        ml.log_artifact(str(path))
+    for arm, frame in arms.items():
+        ml.log_table(frame, f"{table_dir}/{arm}.json")
 
 
 def rich_table(report: dict, title: str) -> Table:

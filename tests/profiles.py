@@ -54,6 +54,12 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
                               "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8}},
                     "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200},
                     "registered_model": "tiny-distilled"}),
+        "tokenroute": _merged(repo["tokenroute"], {
+                    "data": {"per_domain": 8, "max_pairs": 8, "max_length": 768},
+                    "train": {"sft_steps": 3, "mix_steps": 2, "batch_size": 4, "save_steps": 2,
+                              "learning_rate": 1e-3},
+                    "eval": {"limit": 8, "max_new_tokens": 8, "batch_size": 8, "n_boot": 200},
+                    "registered_model": "tiny-tokenroute"}),
         "tracking": {"uri": f"sqlite:///{root}/mlflow.db", "artifact_root": str(root / "mlartifacts"),
                      "experiment": "tiny", "registered_router": "tiny-router"},
         # dvc.yaml reads its paths from params.yaml
@@ -84,6 +90,10 @@ def write_oracle_log(root: Path, params_path: Path, *, name: str = "oracle.jsonl
     q = build_queries(load_params(params_path).queries)
     log = q.assign(llm="oracle", mode="direct", candidate="oracle:direct", backend="import:long", response="Answer: " + q["ground_truth"], performance=1.0,
                    input_tokens=40, output_tokens=4, cost_usd=1e-5, prompt=q["query"])
+    # and a wrong answer to every query (the rejected side of the token level's preference pairs)
+    wrong = log.assign(llm="guesser", candidate="guesser:direct", response="Answer: none", performance=0.0,
+                       cost_usd=1e-6)
+    log = pd.concat([log, wrong], ignore_index=True)
     out = root / "incoming" / name
     write_long(pd.DataFrame(log), out)
     return out

@@ -138,3 +138,20 @@ def test_dvc_reads_the_repository_params(repo_root):
     data = YAML(typ="safe").load((repo_root / "params.yaml").read_text())
     assert data["thought"]["summariser"]["model"].startswith("pkg:")
     assert data == yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+def test_every_parameter_dvc_names_is_in_params_yaml(repo_root):
+    """`dvc repro` fails on a stage whose listed parameter is missing from params.yaml (a default in the typed
+    config is not enough): every key of every stage's `params:` must be written out."""
+    dvc = yaml.safe_load((repo_root / "dvc.yaml").read_text())
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    missing = []
+    for name, stage in dvc["stages"].items():
+        for key in stage.get("params", []):
+            node = params
+            for part in str(key).split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(f"{name}: {key}")
+                    break
+                node = node[part]
+    assert missing == []

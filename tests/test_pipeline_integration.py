@@ -58,12 +58,13 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     runs = {r.data.tags["fusion.stage"]: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote",
                          "templates", "thought_eval", "sft_data", "distill-distilled", "distill-label-only",
-                         "distill_eval", "promote_distilled"}
+                         "distill_eval", "promote_distilled", "expert-math", "expert-reasoning", "tokenroute_data",
+                         "tokenroute-router", "tokenroute-plain", "tokenroute_eval"}
     for stage, run in runs.items():
         assert run.info.status == "FINISHED", stage
         assert run.data.params, stage
         assert run.data.metrics, stage
-        if stage not in ("train", "distill-label-only"):
+        if stage not in ("train", "distill-label-only", "tokenroute-plain"):
             assert client.list_artifacts(run.info.run_id), stage
     # the template bank is an artifact; the distilled model a registered version with its adapter beside it
     assert [a.path for a in client.list_artifacts(runs["templates"].info.run_id, "template_bank")] == [
@@ -73,6 +74,22 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     assert "adapter" in {a.path for a in client.list_artifacts(mv.run_id)}
     assert str(client.get_model_version_by_alias("tiny-distilled", "challenger").version) == "1"
     assert "overall.knn.reward" in runs["evaluate"].data.metrics
+    # the token level: trained on the experts of the stage experts, registered with them, evaluated on the same
+    # held-out queries against the paper's baselines
+    token = result["tokenroute_eval"]
+    assert set(token["arms"]) == {"fusionroute", "routing-only", "sequence-selection", "fine-tuned", "expert-base",
+                                  "expert-math", "expert-reasoning"} and token["n_queries"] == 4
+    assert {d["baseline"] for d in token["differences"]} == set(token["arms"]) - {"fusionroute"}
+    shares = token["routing"]["fusionroute"]["all"]["shares"]
+    assert set(shares) == {"base", "math", "reasoning"} and abs(sum(shares.values()) - 1) < 1e-9
+    mv = client.get_model_version_by_alias("tiny-tokenroute", "challenger")
+    assert mv.run_id == runs["tokenroute-router"].info.run_id and mv.tags["fusion.experts"] == "base,math,reasoning"
+    assert mv.tags["eval.performance"] is not None
+    assert runs["tokenroute-router"].data.metrics["pairs"] >= 1  # preference pairs from the oracle log
+    for f in ("data/tokenroute/sequences.parquet", "data/tokenroute/stats/math.parquet",
+              "models/tokenroute/router/routing_head.safetensors", "models/tokenroute/plain/config.json",
+              "metrics/tokenroute_eval.json", "reports/tokenroute_eval.png", "reports/tokenroute_routing.png"):
+        assert (tmp_path / f).is_file(), f
     versions = {client.get_model_version("tiny-router", v).tags["router"]: v for v in ("1", "2")}
     assert set(versions) == {"knn", "best-single"}
     for v in versions.values():
@@ -160,7 +177,9 @@ def _lock_md5(work: Path, out: str) -> str:
     return next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", []) if o["path"] == out)
 
 
-LEVEL_STAGES = ("templates", "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled")
+LEVEL_STAGES = ("templates", "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled", "experts",
+                "tokenroute_data", "tokenroute_train", "tokenroute_eval")
+TOKEN_STAGES = ("experts", "tokenroute_data", "tokenroute_train", "tokenroute_eval")
 ALL_STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote",
               *LEVEL_STAGES)
 
@@ -190,7 +209,8 @@ def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_lla
     p = yaml.safe_load(params.read_text())
     p["distill"]["train"]["max_steps"] = 6
     params.write_text(yaml.safe_dump(p, sort_keys=False))
-    assert _ran(_run(["dvc", "repro"], work)) == {"distill", "distill_eval", "promote_distilled"}
+    # the experts train with distill.train too: they and the token level that fuses them follow
+    assert _ran(_run(["dvc", "repro"], work)) == {"distill", "distill_eval", "promote_distilled", *TOKEN_STAGES}
     manifest = json.loads((work / "models/distilled/manifest.json").read_text())
     assert manifest["models"]["distilled"]["steps"] == 6 and manifest["models"]["distilled"]["version"] == "2"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import re
 
+import pytest
+
 from fusion.tasks import get_task, load_queries
 from fusion.tasks.synthetic import DAYS, make_arith_word, make_mc_reasoning, split_of
 
@@ -98,3 +100,23 @@ def test_synthetic_loader_splits_are_disjoint():
     arith = load_queries("arith_word", "synthetic", limit=30, seed=5)
     assert len(arith) == 30 and set(arith["metric"]) == {"gsm8k_number"}
     assert arith.equals(load_queries("arith_word", "synthetic", limit=30, seed=5))
+
+
+@pytest.mark.parametrize("task", ["arith_word", "mc_reasoning"])
+def test_worked_solutions_are_right_and_never_a_pipeline_query(task):
+    """A domain expert trains on the generator's train part with worked solutions that the task's own scorer marks
+    right; the pipeline's synthetic queries come from the test part, so no expert sees one."""
+    from fusion.config import ExpertConfig
+    from fusion.distill.experts import expert_examples
+    from fusion.tasks.loaders import load_queries
+    from fusion.tasks.scoring import get_scorer
+    from fusion.tasks.suite import get_task
+
+    t = get_task(task)
+    solved = t.generate_solved(200, 0, "train")
+    scorer = get_scorer(t.metric)
+    assert all(scorer(solution, truth) == 1.0 for _, truth, solution in solved)
+    assert all(solution.rstrip().endswith(f"Answer: {truth}") for _, truth, solution in solved)
+    ex = expert_examples(ExpertConfig(name="x", task=task, source="synthetic", limit=200))
+    pipeline = set(load_queries(task, "synthetic", split="test", limit=100)["query"])
+    assert len(ex) == 200 and not any(q in p for p in ex["prompt"] for q in pipeline)

@@ -22,9 +22,11 @@ def expert_examples(cfg: ExpertConfig) -> pd.DataFrame:
     """Prompt–completion examples: the task's prompt in ``cfg.mode`` for each training record, and its worked
     solution as the completion."""
     task = get_task(cfg.task)
+    if cfg.source == "synthetic":
+        return _synthetic_examples(task, cfg)
     if task.solution is None or task.convert is None:
         raise ValueError(f"expert {cfg.name!r}: task {task.name!r} has no reference solutions to train on "
-                         "(tasks with them: gsm8k, mbpp)")
+                         "(tasks with them: gsm8k, mbpp; and with source 'synthetic': arith_word, mc_reasoning)")
     records = task_records(task, cfg.source, cfg.split)
     if cfg.id_range is not None:
         lo, hi = cfg.id_range
@@ -41,4 +43,16 @@ def expert_examples(cfg: ExpertConfig) -> pd.DataFrame:
         rows.append({"query_id": make_query_id(task.name, query), "task": task.name, "domain": task.domain,
                      "source": f"{task.name}:{cfg.split}", "rank": 1, "prompt": task.build_prompt(query, cfg.mode),
                      "completion": task.solution(rec)})
+    return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS).drop_duplicates("query_id").reset_index(drop=True)
+
+
+def _synthetic_examples(task, cfg: ExpertConfig) -> pd.DataFrame:
+    """A synthetic task's generated problems of ``cfg.split`` with their worked solutions (the generator's
+    splits are disjoint: the pipeline's synthetic queries come from its ``test`` part)."""
+    if task.generate_solved is None:
+        raise ValueError(f"expert {cfg.name!r}: task {task.name!r} has no synthetic worked solutions "
+                         "(synthetic tasks with them: arith_word, mc_reasoning)")
+    rows = [{"query_id": make_query_id(task.name, q), "task": task.name, "domain": task.domain,
+             "source": f"{task.name}:synthetic-{cfg.split}", "rank": 1, "prompt": task.build_prompt(q, cfg.mode),
+             "completion": solution} for q, _, solution in task.generate_solved(cfg.limit or 256, cfg.seed, cfg.split)]
     return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS).drop_duplicates("query_id").reset_index(drop=True)

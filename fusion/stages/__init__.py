@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote", "templates",
-          "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled", "experts")
+          "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled", "experts", "tokenroute_data",
+          "tokenroute_train", "tokenroute_eval")
 
 
 def runner(stage: str) -> Callable[[Any], Any]:

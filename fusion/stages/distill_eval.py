@@ -13,8 +13,8 @@ from fusion.config import Params
 from fusion.distill.level import BASE, evaluate_models
 from fusion.stages.distill import read_manifest
 from fusion.stages.levels import level_log, model_spec
-from fusion.target_eval import placeholder_plot, plot, rich_table
-from fusion.tracking import flat_metrics, registry_client, stage_run
+from fusion.target_eval import log_comparison, placeholder_plot, plot, rich_table
+from fusion.tracking import registry_client, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,7 @@ def run(params: Params) -> dict:
         plot(report, params.paths.distill_plot, "distillation: differences (95% CI)")
         Console().print(rich_table(report, f"model level on {report['n_queries']} held-out queries"))
         if ml:
-            ml.log_metrics(flat_metrics({a: {"performance": v["performance"]} for a, v in report["arms"].items()}))
-            ml.log_metrics(flat_metrics({f"{d['arm']}_minus_{d['baseline']}": {k: d[k] for k in ("mean", "lo", "hi")}
-                                         for d in report["differences"]}, "diff."))
-            ml.log_artifact(str(out))
-            ml.log_artifact(str(params.paths.distill_plot))
-            for arm, frame in arms.items():
-                ml.log_table(frame, f"distill_eval/{arm}.json")
+            log_comparison(ml, report, arms, "distill_eval", [out, params.paths.distill_plot])
             if report["version"]:
                 client = registry_client(params.tracking)
                 for k in ("performance", "input_tokens", "output_tokens"):

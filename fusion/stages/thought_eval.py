@@ -13,9 +13,9 @@ from rich.console import Console
 from fusion.config import Params
 from fusion.embedding import Encoder
 from fusion.stages.levels import level_log
-from fusion.target_eval import placeholder_plot, plot, rich_table
+from fusion.target_eval import log_comparison, placeholder_plot, plot, rich_table
 from fusion.thought.level import evaluate_templates
-from fusion.tracking import flat_metrics, stage_run
+from fusion.tracking import stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,7 @@ def run(params: Params) -> dict:
         plot(report, params.paths.thought_plot, "thought templates: differences (95% CI)")
         Console().print(rich_table(report, f"thought level on {report['n_queries']} held-out queries"))
         if ml:
-            ml.log_metrics(flat_metrics({a: {"performance": v["performance"]} for a, v in report["arms"].items()}))
-            ml.log_metrics(flat_metrics({f"{d['arm']}_minus_{d['baseline']}": {k: d[k] for k in ("mean", "lo", "hi")}
-                                         for d in report["differences"]}, "diff."))
-            ml.log_artifact(str(out))
-            ml.log_artifact(str(params.paths.thought_plot))
-            for arm, frame in result.arms.items():
-                ml.log_table(frame.assign(prompt=result.prompts[arm]), f"thought_eval/{arm}.json")
+            log_comparison(ml, report, {arm: frame.assign(prompt=result.prompts[arm])
+                                        for arm, frame in result.arms.items()}, "thought_eval",
+                           [out, params.paths.thought_plot])
     return report

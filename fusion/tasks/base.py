@@ -64,6 +64,8 @@ class Task:
     #: a record's worked reference solution, written as the task's prompt asks for the answer (tasks whose data
     #: has one: GSM8K's reasoning, MBPP's code); what a domain expert is trained on
     solution: Callable[[Mapping[str, Any]], str] | None = None
+    #: a synthetic task's generator with worked solutions: ``(n, seed, split) -> [(query, truth, solution)]``
+    generate_solved: Callable[[int, int, str | None], list[tuple[str, str, str]]] | None = None
 
     @property
     def domain(self) -> str:

@@ -31,7 +31,8 @@ SUITE: tuple[Task, ...] = (
          prompts.MATH, score_math, convert=layouts.hendrycks_math,
          hf=HFSource("EleutherAI/hendrycks_math", MATH_SUBJECTS, TRAIN_TEST)),
     Task("arith_word", "gsm8k_number", "Synthetic arithmetic word problems with exact integer answers.",
-         prompts.NUMBER, score_number, generate=synthetic.generate_arith_word),
+         prompts.NUMBER, score_number, generate=synthetic.generate_arith_word,
+         generate_solved=synthetic.solved_arith_word),
     # code
     Task("mbpp", "pass@1", "Basic Python programming problems checked by assert tests (MBPP).",
          prompts.CODE_TASK, score_code, convert=layouts.mbpp,
@@ -51,7 +52,8 @@ SUITE: tuple[Task, ...] = (
     Task("mc_reasoning", "mc_letter",
          "Synthetic four-option reasoning questions (comparisons, alphabetical order, weekdays, units, odd one "
          "out) with an exactly known answer.",
-         prompts.MULTIPLE_CHOICE, score_choice, generate=synthetic.generate_mc_reasoning),
+         prompts.MULTIPLE_CHOICE, score_choice, generate=synthetic.generate_mc_reasoning,
+         generate_solved=synthetic.solved_mc_reasoning),
     # world knowledge
     Task("natural_qa", "cem", "Open-domain questions from real search queries (NQ-Open).",
          prompts.SHORT_ANSWER, score_cem, convert=layouts.natural_qa,

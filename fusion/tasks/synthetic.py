@@ -191,7 +191,8 @@ def _unit(rng: random.Random) -> tuple[str, str, dict]:
     candidates = sorted(c for c in candidates if c > 0 and c != value)
     wrong = [str(c) for c in rng.sample(candidates, 3)]
     q = f"How many {small} are there in {x} {big}?"
-    return "unit", q, {"question": q, "x": x, "factor": factor, "correct": str(value), "wrong": wrong}
+    return "unit", q, {"question": q, "x": x, "factor": factor, "big": big, "small": small, "correct": str(value),
+                       "wrong": wrong}
 
 
 def _odd_one_out(rng: random.Random) -> tuple[str, str, dict]:
@@ -236,3 +237,66 @@ def generate_arith_word(n: int, seed: int = 0, split: str | None = None) -> list
 
 def generate_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str]]:
     return [(it.query, it.answer) for it in make_mc_reasoning(n, seed, split)]
+
+
+# ---- worked solutions (the training targets of domain experts; never shown with a query of the same split) -----
+
+
+def _arith_steps(kind: str, p: dict) -> str:
+    if kind == "buy_give":
+        bought, total = p["packs"] * p["per"], p["a"] + p["packs"] * p["per"]
+        return (f"Bought: {p['packs']} x {p['per']} = {bought}. Total: {p['a']} + {bought} = {total}. "
+                f"After giving {p['give']} away: {total} - {p['give']} = {p['answer']}.")
+    if kind == "change":
+        cost = p["count"] * p["price"]
+        return f"Cost: {p['count']} x ${p['price']} = ${cost}. Change: ${p['bill']} - ${cost} = ${p['answer']}."
+    if kind == "rate":
+        per_day = p["rate"] * p["hours"]
+        return f"Per day: {p['rate']} x {p['hours']} = {per_day}. In {p['days']} days: {per_day} x {p['days']} = {p['answer']}."
+    if kind == "share":
+        each = p["total"] // p["friends"]
+        return (f"Each friend gets {p['total']} / {p['friends']} = {each}. "
+                f"After giving {p['lose']} away: {each} - {p['lose']} = {p['answer']}.")
+    if kind == "discount":
+        off = p["price"] - p["answer"]
+        return f"Discount: {p['pct']}% of ${p['price']} = ${off}. Sale price: ${p['price']} - ${off} = ${p['answer']}."
+    if kind == "legs":
+        c, h = 4 * p["cows"], 2 * p["hens"]
+        return f"Cows: {p['cows']} x 4 = {c}. Chickens: {p['hens']} x 2 = {h}. Total: {c} + {h} = {p['answer']}."
+    if kind == "ages":
+        brother = p["age"] + p["gap"]
+        return (f"The brother is {p['age']} + {p['gap']} = {brother}. In {p['years']} years: "
+                f"({p['age']} + {p['years']}) + ({brother} + {p['years']}) = {p['answer']}.")
+    raise ValueError(f"no worked solution for arith_word kind {kind!r}")
+
+
+def _mc_steps(kind: str, p: dict) -> str:
+    if kind == "compare":
+        return f"Comparing the numbers, the {p['which']} is {p['correct']}."
+    if kind == "alphabetical":
+        return f"In alphabetical order, {p['correct']} comes {p['which']}."
+    if kind == "weekday":
+        weeks, rest = divmod(p["ahead"], 7)
+        return (f"{p['ahead']} days is {weeks} weeks and {rest} days; {rest} days after {p['today']} is "
+                f"{p['correct']}.")
+    if kind == "unit":
+        return f"One of the {p['big']} is {p['factor']} {p['small']}, so {p['x']} x {p['factor']} = {p['correct']}."
+    if kind == "odd_one_out":
+        v, k = int(p["correct"]), p["k"]
+        return f"{v} / {k} leaves a remainder of {v % k}, so {v} is not a multiple of {k}; the others are."
+    raise ValueError(f"no worked solution for mc_reasoning kind {kind!r}")
+
+
+def solved_arith_word(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str, str]]:
+    """``(query, ground truth, worked solution)``; the solution ends as the prompt asks (``Answer: N``)."""
+    return [(it.query, it.answer, f"{_arith_steps(it.kind, it.params)}\nAnswer: {it.answer}")
+            for it in make_arith_word(n, seed, split)]
+
+
+def solved_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str, str]]:
+    """``(query, gold letter, worked solution)``; the solution names the option and ends with ``Answer: X``."""
+    out = []
+    for it in make_mc_reasoning(n, seed, split):
+        out.append((it.query, it.answer, f"{_mc_steps(it.kind, it.params)} That is option {it.answer}.\n"
+                                         f"Answer: {it.answer}"))
+    return out

@@ -1,0 +1,253 @@
+"""Training the token-level router on tiny random Llama models: the data it learns from, the experts' statistics,
+the informative mask, the SFT and CDPO losses, resume after a crash, and the saved router."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fusion.config import TokenRouteConfig, TokenRouteDataConfig, TokenRouteTrainConfig
+from fusion.distill.data import EXAMPLE_COLUMNS
+from fusion.models.tiny_llama import build_tiny_llama
+from fusion.tokenroute.data import build_sequences, mix_sft, preference_pairs, sequences_digest
+from fusion.tokenroute.level import Expert, ExpertMismatchError, check_recorded, compute_stats, init_router
+from fusion.tokenroute.router import load_router
+from fusion.tokenroute.stats import expert_stats, informative_mask, read_all
+from fusion.tokenroute.train import Batch, cdpo_loss, make_batch, sft_loss, train_router
+
+
+def _examples() -> pd.DataFrame:
+    rows = []
+    for i in range(8):
+        a, b = i + 2, 3 * i + 1
+        rows.append({"query_id": f"m{i}", "task": "arith_word", "domain": "math", "source": "t", "rank": 1,
+                     "prompt": f"what is {a} + {b}", "completion": f"{a} + {b} = {a + b}. Answer: {a + b}"})
+        rows.append({"query_id": f"c{i}", "task": "mbpp", "domain": "code", "source": "t", "rank": 1,
+                     "prompt": f"write f that adds {i}", "completion": f"def f(x):\n    return x + {i}"})
+    return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)
+
+
+def _log() -> pd.DataFrame:
+    rows = []
+    for i in range(6):
+        for llm, ok in (("good", 1.0), ("bad", 0.0)):
+            rows.append({"query_id": f"q{i}", "task": "arith_word", "domain": "math", "split": "train",
+                         "query": f"what is {i} + {i}", "prompt": f"what is {i} + {i}", "llm": llm,
+                         "response": f"Answer: {2 * i if ok else 2 * i + 1}", "performance": ok, "error": None})
+    rows.append({"query_id": "q9", "task": "arith_word", "domain": "math", "split": "train", "query": "only right",
+                 "prompt": "only right", "llm": "good", "response": "Answer: 1", "performance": 1.0, "error": None})
+    rows.append({"query_id": "t1", "task": "arith_word", "domain": "math", "split": "test", "query": "what is 0 + 0",
+                 "prompt": "what is 0 + 0", "llm": "good", "response": "Answer: 0", "performance": 1.0, "error": None})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tr")
+    paths = {n: build_tiny_llama(d / n, seed=s, init_std=0.3) for n, s in (("a", 1), ("b", 2), ("init", 3))}
+    experts = [Expert("a", str(paths["a"])), Expert("b", str(paths["b"]))]
+    router, tok = init_router(str(paths["init"]), 2, model_cache=d / "cache", device="cpu", dtype="float32")
+    pairs, _ = preference_pairs(_log())
+    seqs, _ = build_sequences(tok, _examples(), pairs, max_length=64)
+    stats_dir = d / "stats"
+    compute_stats(seqs, experts, tok, stats_dir, model_cache=d / "cache")
+    return {"dir": d, "paths": paths, "experts": experts, "router": router, "tok": tok, "seqs": seqs,
+            "stats": read_all(stats_dir, ["a", "b"]), "stats_dir": stats_dir}
+
+
+def test_preference_pairs_from_a_log():
+    pairs, skipped = preference_pairs(_log())
+    # q1..q5; q0 asks what the test query t1 asks (left out), q9 has no wrong answer, t1 is a test query
+    assert len(pairs) == 5 and "q0" not in set(pairs["query_id"])
+    assert skipped == {"no wrong response": 1, "also a held-out query": 1}
+    assert all(p.startswith("Answer") for p in pairs["chosen"])
+    q3 = pairs[pairs["query_id"] == "q3"].iloc[0]
+    assert q3["chosen"] == "Answer: 6" and q3["rejected"] == "Answer: 7"
+    assert preference_pairs(_log(), max_pairs=2)[0].shape[0] == 2
+
+
+def test_sft_mix_caps_each_domain():
+    ex = _examples()
+    more = ex[ex["domain"] == "math"].assign(query_id=lambda d: d["query_id"] + "x", completion=lambda d: d["completion"] + "!")
+    mixed = mix_sft([ex, more, ex], per_domain=5, seed=0)  # the repeated frame adds nothing
+    assert mixed["domain"].value_counts().to_dict() == {"math": 5, "code": 5}
+    assert mix_sft([ex], per_domain=None, seed=0).shape[0] == 16
+    assert mix_sft([ex, more], per_domain=5, seed=0).equals(mixed)  # seeded
+
+
+def test_sequences_mark_the_completion(setup):
+    tok, seqs = setup["tok"], setup["seqs"]
+    row = seqs[seqs["kind"] == "sft"].iloc[0]
+    ids, p = list(row["input_ids"]), int(row["prompt_len"])
+    assert ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[p:-1]).strip() == _examples().sort_values(["domain", "query_id"]).iloc[0]["completion"] \
+        or tok.decode(ids[p:-1]).strip() in set(_examples()["completion"])
+    assert (seqs["kind"] == "chosen").sum() == (seqs["kind"] == "rejected").sum() == 5
+
+
+def test_expert_statistics_match_a_direct_forward(setup):
+    from transformers import AutoModelForCausalLM
+
+    seqs = setup["seqs"].iloc[:3]
+    model = AutoModelForCausalLM.from_pretrained(setup["paths"]["a"])
+    stats = expert_stats(model, seqs, vocab_size=len(setup["tok"]), batch_size=2)
+    for (_, row), (_, st) in zip(seqs.iterrows(), stats.iterrows(), strict=True):
+        ids = torch.tensor([list(row["input_ids"])])
+        with torch.no_grad():
+            lp = torch.log_softmax(model(input_ids=ids).logits[0], -1)
+        p = int(row["prompt_len"])
+        want = [float(lp[t - 1, ids[0, t]]) for t in range(p, ids.shape[1])]
+        assert np.allclose(st["logp"], want, atol=1e-4)
+        assert list(st["greedy"]) == [int(lp[t - 1].argmax()) for t in range(p, ids.shape[1])]
+
+
+def test_statistics_are_reused_and_recomputed_when_an_expert_changes(setup, monkeypatch):
+    loads = []
+    experts = setup["experts"]
+    orig = Expert.load
+
+    def counting(self, **kw):
+        loads.append(self.name)
+        return orig(self, **kw)
+
+    monkeypatch.setattr(Expert, "load", counting)
+    compute_stats(setup["seqs"], experts, setup["tok"], setup["stats_dir"], model_cache=setup["dir"] / "cache")
+    assert loads == []  # both up to date
+    other = Expert("b", str(setup["paths"]["init"]))  # "b" now names other weights
+    out = setup["dir"] / "stats2"
+    import shutil
+
+    shutil.copytree(setup["stats_dir"], out)
+    compute_stats(setup["seqs"], [experts[0], other], setup["tok"], out, model_cache=setup["dir"] / "cache")
+    assert loads == ["b"]
+
+
+def test_informative_mask_equals_brute_force():
+    greedy = np.array([[5, 1, 7, 7, 2, 9],
+                       [5, 1, 8, 7, 3, 9],
+                       [5, 4, 7, 7, 2, 9]])
+    brute = [len({int(greedy[e, t]) for e in range(3)}) > 1 for t in range(greedy.shape[1])]
+    assert informative_mask(greedy).tolist() == brute == [False, True, True, False, True, False]
+    assert not informative_mask(greedy[:1]).any()  # one expert never disagrees with itself
+
+
+def test_batch_aligns_statistics_with_positions(setup):
+    seqs, stats = setup["seqs"], setup["stats"]
+    rows = seqs[seqs["kind"] == "sft"].iloc[:2]
+    b = make_batch(rows, stats, ["a", "b"])
+    for i, (_, r) in enumerate(rows.iterrows()):
+        p, n = int(r["prompt_len"]), len(r["input_ids"])
+        assert b.comp[i].nonzero().flatten().tolist() == list(range(p - 1, n - 1))
+        assert np.allclose(b.elp[i, p - 1:n - 1, 1].numpy(), stats["b"].at[r["seq_id"], "logp"])
+        gr = np.stack([stats[e].at[r["seq_id"], "greedy"] for e in ("a", "b")])
+        assert b.info[i, p - 1:n - 1].tolist() == informative_mask(gr).tolist()
+
+
+def test_cdpo_gives_the_routing_head_no_gradient(setup):
+    router = copy.deepcopy(setup["router"])
+    seqs = setup["seqs"]
+    rows = pd.concat([seqs[seqs["kind"] == "chosen"].iloc[:2], seqs[seqs["kind"] == "rejected"].iloc[:2]])
+    batch = make_batch(rows, setup["stats"], ["a", "b"])
+    ref = torch.zeros(4)
+    loss, parts = cdpo_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]))
+    loss.backward()
+    assert router.head.weight.grad is None or not router.head.weight.grad.any()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in router.lm.parameters())
+    # the expert bias is a constant: it moves the margin, not the gradient's direction
+    router.zero_grad()
+    no_bias, _ = cdpo_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]), expert_bias=False)
+    assert float(no_bias) != pytest.approx(float(loss))
+    # the SFT routing loss does train the head
+    router.zero_grad()
+    sft = make_batch(seqs[seqs["kind"] == "sft"].iloc[:4], setup["stats"], ["a", "b"])
+    assert bool(sft.info.any())
+    loss, parts = sft_loss(router, sft, routing_weight=1 / 3, vocab_size=len(setup["tok"]))
+    loss.backward()
+    assert router.head.weight.grad.abs().sum() > 0 and "routing" in parts
+
+
+def _cfg(**kw) -> TokenRouteTrainConfig:
+    return TokenRouteTrainConfig(**{"sft_steps": 6, "mix_steps": 4, "batch_size": 4, "learning_rate": 3e-3,
+                                    "save_steps": 3, **kw})
+
+
+def test_a_few_steps_lower_the_sft_loss(setup, tmp_path):
+    router = copy.deepcopy(setup["router"])
+    seqs = setup["seqs"]
+    sft = make_batch(seqs[seqs["kind"] == "sft"], setup["stats"], ["a", "b"])
+    V = len(setup["tok"])
+    with torch.no_grad():
+        before, _ = sft_loss(router, sft, routing_weight=1 / 3, vocab_size=V)
+    out = train_router(router, seqs, setup["stats"], ["a", "b"], _cfg(), vocab_size=V, work=tmp_path, fp="x")
+    with torch.no_grad():
+        after, _ = sft_loss(router, sft, routing_weight=1 / 3, vocab_size=V)
+    assert float(after) < float(before) - 0.1
+    assert out.steps == 10 and out.pairs == 5 and out.sft_examples == 16
+    kinds = [h["kind"] for h in out.history]
+    assert kinds[:6] == ["sft"] * 6 and "pref" in kinds[6:] and "dpo" in out.history[6]
+
+
+def test_a_killed_run_resumes_to_the_same_weights(setup, tmp_path):
+    V, seqs, stats = len(setup["tok"]), setup["seqs"], setup["stats"]
+    whole = copy.deepcopy(setup["router"])
+    train_router(whole, seqs, stats, ["a", "b"], _cfg(), vocab_size=V, work=tmp_path / "whole", fp="x")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_8(step, _entry):
+        if step == 8:
+            raise Killed
+
+    first = copy.deepcopy(setup["router"])
+    with pytest.raises(Killed):
+        train_router(first, seqs, stats, ["a", "b"], _cfg(), vocab_size=V, work=tmp_path / "cut", fp="x",
+                     on_step=kill_at_8)
+    resumed = copy.deepcopy(setup["router"])
+    seen = []
+    out = train_router(resumed, seqs, stats, ["a", "b"], _cfg(), vocab_size=V, work=tmp_path / "cut", fp="x",
+                       on_step=lambda s, e: seen.append(s))
+    assert seen == [7, 8, 9, 10]  # from the checkpoint at step 6
+    assert len(out.history) == 10
+    for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    # other inputs: the checkpoint is not used
+    seen.clear()
+    train_router(copy.deepcopy(setup["router"]), seqs, stats, ["a", "b"], _cfg(), vocab_size=V,
+                 work=tmp_path / "cut", fp="y", on_step=lambda s, e: seen.append(s))
+    assert seen[0] == 1
+
+
+def test_save_load_round_trip_and_recorded_experts(setup, tmp_path):
+    router, tok = setup["router"], setup["tok"]
+    records = [e.record() for e in setup["experts"]]
+    router.save(tmp_path / "r", tok, records)
+    back, tok2, meta = load_router(tmp_path / "r")
+    ids = torch.tensor([tok("the answer is 3")["input_ids"]])
+    with torch.no_grad():
+        a, b = router(ids), back(ids)
+    assert torch.allclose(a.logits, b.logits, atol=1e-6) and torch.allclose(a.route_logits, b.route_logits, atol=1e-6)
+    assert [e["name"] for e in meta["experts"]] == ["a", "b"] and tok2.get_vocab() == tok.get_vocab()
+    # a plain HF checkpoint too
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "r")
+    assert torch.allclose(plain(ids).logits, a.logits, atol=1e-6)
+    check_recorded(records, setup["experts"])
+    with pytest.raises(ExpertMismatchError, match="not the weights"):
+        check_recorded(records, [setup["experts"][0], Expert("b", str(setup["paths"]["init"]))])
+    with pytest.raises(ExpertMismatchError, match="in this order"):
+        check_recorded(records, list(reversed(setup["experts"])))
+
+
+def test_config_defaults_follow_the_paper():
+    cfg = TokenRouteConfig()
+    assert cfg.train.routing_weight == pytest.approx(1 / 3) and cfg.train.beta == 0.1
+    assert cfg.train.learning_rate == 1e-5
+    assert TokenRouteDataConfig().max_pairs == 64
+    assert isinstance(Batch, type)
+    assert len(sequences_digest(pd.DataFrame({"seq_id": ["a"], "input_ids": [[1, 2]], "prompt_len": [1]}))) == 16
