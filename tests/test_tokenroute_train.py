@@ -251,3 +251,23 @@ def test_config_defaults_follow_the_paper():
     assert TokenRouteDataConfig().max_pairs == 64
     assert isinstance(Batch, type)
     assert len(sequences_digest(pd.DataFrame({"seq_id": ["a"], "input_ids": [[1, 2]], "prompt_len": [1]}))) == 16
+
+
+def test_lora_on_the_router_lm_trains_adapters_and_the_head_then_merges(setup, tmp_path):
+    from fusion.config import LoraConfigSpec
+    from fusion.tokenroute.level import merged, with_lora
+
+    router = copy.deepcopy(setup["router"])
+    base_w = {k: v.clone() for k, v in router.lm.state_dict().items()}
+    head_w = router.head.weight.detach().clone()
+    with_lora(router, LoraConfigSpec(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    trainable = {n for n, p in router.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n == "head.weight" for n in trainable)
+    train_router(router, setup["seqs"], setup["stats"], ["a", "b"], _cfg(sft_steps=3, mix_steps=2), vocab_size=len(
+        setup["tok"]), work=tmp_path, fp="lora")
+    assert not torch.equal(router.head.weight, head_w)
+    merged(router)
+    assert not hasattr(router.lm, "peft_config")  # a plain model again: it saves as a normal checkpoint
+    state = router.lm.state_dict()
+    changed = [k for k in base_w if not torch.equal(base_w[k], state[k])]
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA adapted moved

@@ -335,9 +335,16 @@ def evaluate(log: pd.DataFrame, router_dir: Path, plain_dir: Path | None, cfg: T
     report["experts"] = names
     report["routing"] = {arm: routing_summary(gens[arm], queries, names) for arm in (FUSED, ROUTING_ONLY, SELECTION)}
     report["selection_picks"] = {n: int((pick == i).sum()) for i, n in enumerate(names)}
-    report["examples"] = [{"query_id": q, "task": t, "experts": json.loads(e), "changed": json.loads(c)}
-                          for q, t, e, c in zip(queries["query_id"], queries["task"], gens[FUSED]["experts"],
-                                                gens[FUSED]["changed"], strict=True)][: ev.plot_examples]
+    examples = [{"query_id": q, "task": t, "experts": json.loads(e), "changed": json.loads(c)}
+                for q, t, e, c in zip(queries["query_id"], queries["task"], gens[FUSED]["experts"],
+                                      gens[FUSED]["changed"], strict=True)]
+    by_task: dict[str, list] = {}
+    for ex in examples:
+        by_task.setdefault(ex["task"], []).append(ex)
+    order: list[dict] = []  # one request per task first
+    for i in range(max(len(g) for g in by_task.values())):
+        order += [g[i] for g in by_task.values() if i < len(g)]
+    report["examples"] = order[: ev.plot_examples]
     for arm, g in gens.items():
         arms[arm]["routing"] = g["experts"].to_numpy()
     return report, arms
@@ -363,7 +370,8 @@ def routing_plot(report: dict, path: Path) -> Path:
         ax.set_yticks(range(len(names)), names)
         ax.set_ylim(-0.5, len(names) - 0.5)
         rate = float(np.mean(ex["changed"])) if ex["changed"] else 0.0
-        ax.set_title(f"{ex['task']} {ex['query_id'][:10]}: {len(x)} tokens, changed {rate:.0%}", fontsize=9)
+        ax.set_title(f"{ex['task']} (query {ex['query_id'][-8:]}): {len(x)} tokens, the router changed the "
+                     f"argmax at {rate:.0%}", fontsize=9)
     axes[-1, 0].set_xlabel("generated position")
     axes[0, 0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()

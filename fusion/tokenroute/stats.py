@@ -41,13 +41,13 @@ def expert_stats(model, sequences: pd.DataFrame, *, vocab_size: int, batch_size:
         ids = torch.zeros((len(rows), L), dtype=torch.long)
         mask = torch.zeros((len(rows), L), dtype=torch.long)
         for b, x in enumerate(rows["input_ids"]):
-            ids[b, :len(x)] = torch.as_tensor(np.asarray(x, dtype=np.int64))
+            ids[b, :len(x)] = torch.tensor(np.asarray(x, dtype=np.int64))
             mask[b, :len(x)] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., :vocab_size].float()
         logp = torch.log_softmax(logits, -1)
         for b, (sid, x, p) in enumerate(zip(rows["seq_id"], rows["input_ids"], rows["prompt_len"], strict=True)):
             n = len(x)
-            gold = torch.as_tensor(np.asarray(x[p:n], dtype=np.int64), device=device)
+            gold = torch.tensor(np.asarray(x[p:n], dtype=np.int64), device=device)
             pos = torch.arange(p - 1, n - 1, device=device)
             out[sid] = (logp[b, pos, gold].cpu().tolist(), logp[b, pos].argmax(-1).cpu().tolist())
         if progress is not None:

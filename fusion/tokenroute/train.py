@@ -57,7 +57,7 @@ def make_batch(rows: pd.DataFrame, stats: dict[str, pd.DataFrame], names: list[s
     info = torch.zeros((B, L - 1), dtype=torch.bool)
     for b, (sid, x, p) in enumerate(zip(rows["seq_id"], rows["input_ids"], rows["prompt_len"], strict=True)):
         n = len(x)
-        ids[b, :n] = torch.as_tensor(np.asarray(x, dtype=np.int64))
+        ids[b, :n] = torch.tensor(np.asarray(x, dtype=np.int64))
         attn[b, :n] = 1
         comp[b, p - 1:n - 1] = True
         lp = np.stack([np.asarray(stats[e].at[sid, "logp"], np.float32) for e in names])  # [E, n-p]
