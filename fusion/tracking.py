@@ -114,3 +114,17 @@ def alias_version(client, model: str, alias: str) -> str | None:
         return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException:
         return None
+
+
+def pinned_requirements(*packages: str, unpinned: tuple[str, ...] = ()) -> list[str]:
+    """``pip_requirements`` for a logged model: ``unpinned`` as given, each of ``packages`` pinned to the version
+    installed here (skipped when not installed)."""
+    import importlib.metadata
+
+    reqs = list(unpinned)
+    for pkg in packages:
+        try:
+            reqs.append(f"{pkg}=={importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return reqs

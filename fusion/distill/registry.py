@@ -10,25 +10,14 @@ champion that cannot be loaded or scored any more is compared as absent (against
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from fusion.promotion import CHALLENGER, CHAMPION, decide
-from fusion.tracking import alias_version
+from fusion.tracking import alias_version, pinned_requirements
 
 logger = logging.getLogger(__name__)
-
-
-def _requirements() -> list[str]:
-    reqs = []
-    for pkg in ("torch", "transformers", "accelerate", "peft"):
-        try:
-            reqs.append(f"{pkg}=={importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return reqs
 
 
 def log_distilled(ml, merged: Path, adapter: Path | None, *, registered_model: str, tags: dict[str, str]) -> str:
@@ -39,7 +28,8 @@ def log_distilled(ml, merged: Path, adapter: Path | None, *, registered_model: s
     model = AutoModelForCausalLM.from_pretrained(merged)
     tok = AutoTokenizer.from_pretrained(merged)
     info = ml.transformers.log_model(transformers_model={"model": model, "tokenizer": tok}, name="model",
-                                     task="text-generation", pip_requirements=_requirements(),
+                                     task="text-generation",
+                                     pip_requirements=pinned_requirements("torch", "transformers", "accelerate", "peft"),
                                      registered_model_name=registered_model)
     if adapter is not None:
         ml.log_artifacts(str(adapter), "adapter")

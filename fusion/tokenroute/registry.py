@@ -5,26 +5,16 @@ their weights). :func:`router_dir` turns ``models:/fusion-tokenroute@alias`` bac
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shutil
 from pathlib import Path
 
 from fusion.models.refs import REGISTRY_PREFIX, ModelNotFoundError, registry_version
 from fusion.tokenroute.router import META_FILE, read_meta
+from fusion.tracking import pinned_requirements
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 ROUTER_ARTIFACT = "router"
-
-
-def _requirements() -> list[str]:
-    reqs = ["mlflow", "pandas", "numpy", "safetensors"]
-    for pkg in ("torch", "transformers", "accelerate", "peft"):
-        try:
-            reqs.append(f"{pkg}=={importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return reqs
 
 
 def log_tokenroute(ml, router: Path, *, registered_model: str, tags: dict[str, str] | None = None) -> str:
@@ -42,7 +32,9 @@ def log_tokenroute(ml, router: Path, *, registered_model: str, tags: dict[str, s
                             ParamSpec("seed", "long", 0)]))
     info = ml.pyfunc.log_model(
         name="model", python_model=MODEL_CODE, artifacts={ROUTER_ARTIFACT: str(router)}, signature=signature,
-        code_paths=[str(Path(__file__).resolve().parents[1])], pip_requirements=_requirements(),
+        code_paths=[str(Path(__file__).resolve().parents[1])],
+        pip_requirements=pinned_requirements("torch", "transformers", "accelerate", "peft",
+                                             unpinned=("mlflow", "pandas", "numpy", "safetensors")),
         registered_model_name=registered_model,
         metadata={"experts": experts, "n_experts": meta["n_experts"]})
     version = str(info.registered_model_version)
