@@ -268,10 +268,12 @@ def pipeline(params: Path = PARAMS) -> None:
     if not flow_file.is_file():
         console.print(f"[red]no flow at {flow_file}: run from the project folder[/red]")
         raise typer.Exit(2)
-    _params(p)  # fail on bad parameters before the flow starts
+    cfg = _params(p)  # fail on bad parameters before the flow starts
     result = load_flow_from_entrypoint(str(p.parent / FLOW_ENTRYPOINT))(params_path=str(p))
-    console.print(evaluation_table(result["evaluate"]))
-    _print_decision(result["promote"])
+    # a stage `dvc status` found up to date was skipped (None): its last outputs
+    metrics, decision = result["evaluate"], result["promote"]
+    console.print(evaluation_table(metrics if metrics is not None else json.loads(cfg.paths.eval_metrics.read_text())))
+    _print_decision(decision if decision is not None else json.loads(cfg.paths.promotion.read_text()))
 
 
 @thought_app.command("templates")

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fusion.models.refs import MINILM, SMOLLM2
 from fusion.rewards import Scenario, resolve_scenario
@@ -353,6 +361,10 @@ class TokenRouteEvalConfig(TargetEvalConfig):
     policy: Literal["all", "lazy"] = "lazy"
     #: requests whose per-position routing is drawn in the evaluation report
     plot_examples: int = Field(default=3, ge=0)
+    #: what picks the sequence-selection baseline's answer among the experts' answers: ``judge`` (the paper's
+    #: external scorer: the pipeline's judge grades each answer without the reference; ties and unreadable
+    #: verdicts fall back to the router LM's likelihood) or ``router`` (the router LM's mean log-prob per token)
+    selection_scorer: Literal["judge", "router"] = "judge"
 
 
 class TokenRouteConfig(_Strict):
@@ -385,6 +397,22 @@ class TrackingConfig(_Strict):
     experiment: str = "fusion-pipeline"
     registered_router: str = "fusion-router"
     enabled: bool = True
+
+
+class PipelineConfig(_Strict):
+    """How the Prefect flow ``fusion-pipeline`` drives the stages of dvc.yaml: ``retries`` of a failed stage by its
+    dvc.yaml name (the flow fails on a name dvc.yaml lacks), else ``default_retries``, each after ``retry_delay_s``;
+    a stage ``dvc status`` finds up to date is skipped (``skip_up_to_date``), and a stage the flow ran is recorded
+    in dvc.lock (``lock``), as ``dvc repro`` does; independent stages run at once, up to ``max_parallel``."""
+
+    retries: dict[str, NonNegativeInt] = {}
+    default_retries: NonNegativeInt = 0
+    retry_delay_s: float = Field(default=10.0, ge=0)
+    skip_up_to_date: bool = True
+    lock: bool = True
+    #: at most this many stages at once (the stages share the flow's process: 1 runs them one at a time, e.g.
+    #: for one GPU); null: as many as the DAG allows
+    max_parallel: int | None = Field(default=None, gt=0)
 
 
 class PathsConfig(_Strict):
@@ -446,6 +474,7 @@ class Params(_Strict):
     distill: DistillConfig = DistillConfig()
     tokenroute: TokenRouteConfig = TokenRouteConfig()
     tracking: TrackingConfig = TrackingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     paths: PathsConfig = PathsConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -53,16 +53,41 @@ class Encoder:
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
         if missing:
             logger.debug("embedding %d new texts with %s (%d cached)", len(missing), self.ref, len(texts) - len(missing))
-            vecs = self.model.encode(
-                [t for _, t in missing], batch_size=self.batch_size, normalize_embeddings=True,
-                show_progress_bar=progress, convert_to_numpy=True,
-            ).astype(np.float32)
-            new = dict(zip([k for k, _ in missing], vecs, strict=True))
+            new = dict(zip([k for k, _ in missing], self._embed([t for _, t in missing], progress), strict=True))
             cache.update(new)
             self._save_cache(cache)
         if not texts:
             return np.zeros((0, self.dim()), dtype=np.float32)
         return np.stack([cache[k] for k in keys]).astype(np.float32)
+
+    def _embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Embeddings of ``texts``, each a function of its own text only, whatever was embedded with it (and so
+        whatever the cache already held): a batch holds texts of one length in tokens (padding a text to a
+        longer one's length changes its embedding in the last bits), and the forward runs on one torch thread
+        (with more, how the matrix products are split among threads, and so the sums, depends on the batch's
+        size). One thread also makes a cached embedding independent of the thread count of the process that
+        computed it."""
+        import torch
+
+        prep = getattr(self.model, "preprocess", None) or self.model.tokenize  # sentence-transformers 6 / 5
+        by_length: dict[int, list[int]] = {}
+        for start in range(0, len(texts), 1024):
+            for i, n in enumerate(prep(texts[start:start + 1024])["attention_mask"].sum(1).tolist(), start):
+                by_length.setdefault(int(n), []).append(i)
+        batches = [idx[s:s + self.batch_size] for _, idx in sorted(by_length.items())
+                   for s in range(0, len(idx), self.batch_size)]
+        out = np.zeros((len(texts), self.dim()), dtype=np.float32)
+        from tqdm.auto import tqdm
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for idx in tqdm(batches, desc="embedding", unit="batch", disable=not progress):
+                out[idx] = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
+                                             normalize_embeddings=True, convert_to_numpy=True)
+        finally:
+            torch.set_num_threads(threads)
+        return out
 
     def dim(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())

@@ -10,30 +10,20 @@ same path is answered afresh.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from fusion.backends import Request, make_backend
-from fusion.backends.base import identity
-from fusion.collection import parts
+from fusion.backends import make_backend
 from fusion.config import LLMSpec, TargetEvalConfig
+from fusion.core.generate import BACKEND_COLUMNS, backend_session
+from fusion.core.generate import generate_cached as cached
+from fusion.core.identity import model_key, output_key
 from fusion.embedding import shared_prefixes, strip_prefixes
-from fusion.models.refs import REGISTRY_PREFIX, registry_version, resolve_ref
 from fusion.stats import paired_bootstrap
 from fusion.tasks.scoring import score_all
 
@@ -41,9 +31,6 @@ logger = logging.getLogger(__name__)
 
 NO_GROUND_TRUTH = "no ground truth to score against"
 ARM_COLUMNS = ["query_id", "task", "performance", "input_tokens", "output_tokens", "response", "error"]
-_CACHE_KEY = ["key"]
-_CACHE_COLUMNS = {"key": "string", "text": "string", "input_tokens": "Int64", "output_tokens": "Int64",
-                  "error": "string"}
 
 
 def held_out_queries(log: pd.DataFrame, cfg: TargetEvalConfig) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -73,77 +60,17 @@ def held_out_queries(log: pd.DataFrame, cfg: TargetEvalConfig) -> tuple[pd.DataF
     return out.reset_index(drop=True), skipped
 
 
-CONTENT_HASH_MAX_BYTES = 256 * 2**20
-
-
-def model_key(spec: LLMSpec) -> str:
-    """What names the answers of a model: its identity, plus for a local folder its files (small ones by content,
-    large weight files by size and time)."""
-    ident = identity(spec)  # what decides the answers: not the entry's name or prices
-    answers_by = {k: ident[k] for k in ("backend", "model", "options", "registry_version") if k in ident}
-    h = hashlib.sha1(json.dumps(answers_by, sort_keys=True, default=str).encode())
-    if spec.model.startswith(REGISTRY_PREFIX):  # an alias moves: the version names the weights
-        h.update("/".join(registry_version(spec.model)).encode())
-    try:
-        path = Path(resolve_ref(spec.model))
-    except Exception:
-        path = None
-    if path is not None and path.is_dir():
-        for f in sorted(path.rglob("*")):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
-                if st.st_size <= CONTENT_HASH_MAX_BYTES:  # an adapter, a config: by content (a re-save is the same)
-                    h.update(hashlib.sha1(f.read_bytes()).digest())
-                else:  # full weights: by time (hashing gigabytes per evaluation costs more than it saves)
-                    h.update(str(st.st_mtime_ns).encode())
-    return h.hexdigest()[:16]
-
-
-def _cache_key(mkey: str, prompt: str, max_new_tokens: int) -> str:
-    return hashlib.sha1(f"{mkey}\0{max_new_tokens}\0{prompt}".encode()).hexdigest()
-
-
-def _empty_cache() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _CACHE_COLUMNS.items()})
-
-
 def generate_cached(spec: LLMSpec, prompts: Sequence[str], cfg: TargetEvalConfig, *, cache_dir: Path,
                     model_cache: Path, label: str = "", backend_factory: Callable = make_backend) -> pd.DataFrame:
     """``text, input_tokens, output_tokens, error`` per prompt (greedy), from the cache or the model."""
-    d = Path(cache_dir)
-    d.mkdir(parents=True, exist_ok=True)
     mkey = model_key(spec)
-    keys = [_cache_key(mkey, p, cfg.max_new_tokens) for p in prompts]
-    done = parts.read_parts(d, _CACHE_KEY, _empty_cache())
-    have = set(done["key"])
-    todo = sorted({k: p for k, p in zip(keys, prompts, strict=True) if k not in have}.items())
-    if todo:
-        backend = backend_factory(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
-                                  batch_size=cfg.batch_size)
-        try:
-            order = sorted(todo, key=lambda kp: len(kp[1]))  # similar lengths in one batch
-            with Progress(TextColumn(f"[bold]answer {label or spec.name}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TimeRemainingColumn()) as progress:
-                bar = progress.add_task("answer", total=len(order))
-                for start in range(0, len(order), cfg.batch_size):
-                    batch = order[start:start + cfg.batch_size]
-                    try:
-                        gens = backend.generate([Request(p) for _, p in batch], max_new_tokens=cfg.max_new_tokens)
-                        rows = [{"key": k, "text": g.text, "input_tokens": g.input_tokens,
-                                 "output_tokens": g.output_tokens, "error": g.error}
-                                for (k, _), g in zip(batch, gens, strict=True)]
-                    except Exception as exc:  # recorded per prompt, not lost; a rerun tries again
-                        logger.exception("generation failed for %d prompts", len(batch))
-                        rows = [{"key": k, "text": None, "input_tokens": None, "output_tokens": None,
-                                 "error": f"generation failed: {type(exc).__name__}: {exc}"} for k, _ in batch]
-                    parts.write_part(d, pd.DataFrame(rows).astype(_CACHE_COLUMNS))
-                    progress.update(bar, advance=len(batch))
-        finally:
-            backend.close()
-        done = parts.read_parts(d, _CACHE_KEY, _empty_cache())
-    table = done.set_index("key")
-    return table.loc[keys, ["text", "input_tokens", "output_tokens", "error"]].reset_index(drop=True)
+    keys = [output_key(mkey, p, max_new_tokens=cfg.max_new_tokens) for p in prompts]
+    session = backend_session(spec, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                              backend_factory=backend_factory)
+    got = cached(keys, list(prompts), session, cache_dir=cache_dir, columns=BACKEND_COLUMNS,
+                 label=f"answer {label or spec.name}")
+    return got[["text", "input_tokens", "output_tokens", "error"]]
 
 
 def run_arm(spec: LLMSpec, queries: pd.DataFrame, prompts: Sequence[str], cfg: TargetEvalConfig, *,

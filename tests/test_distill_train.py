@@ -178,3 +178,27 @@ def test_domain_experts_train_and_register(tmp_path, tiny_llama, shared_data):
         from fusion.distill.experts import expert_examples
 
         expert_examples(ExpertConfig(name="x", task="arc_challenge", source="hf"))
+
+
+def test_the_collator_labels_the_completion_only(tiny_llama, tmp_path):
+    """Token by token: the labels of a collated batch are -100 on every prompt token and on padding, and the
+    token itself on every completion token (the chat-rendered assistant turn), so only the answer is learnt."""
+    from fusion.distill.train import sft_trainer
+
+    examples = pd.DataFrame({"query_id": ["a", "b"], "prompt": ["What is 12 + 30?", "Name a colour of the sky"],
+                             "completion": ["Answer: 42", "The sky is blue on a clear day"]})
+    trainer = sft_trainer(examples, str(tiny_llama), _cfg(), tmp_path / "ck")
+    tok = trainer.processing_class
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    batch = trainer.data_collator(rows)
+    for i, (row, ex) in enumerate(zip(rows, examples.itertuples(), strict=True)):
+        prompt_ids = tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
+                                             tokenize=True)
+        prompt_ids = list(prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids)
+        ids, labels, attn = (batch[k][i].tolist() for k in ("input_ids", "labels", "attention_mask"))
+        n = len(row["input_ids"])
+        assert ids[:len(prompt_ids)] == prompt_ids  # the prompt, as the chat template renders it
+        assert labels[:len(prompt_ids)] == [-100] * len(prompt_ids)
+        assert labels[len(prompt_ids):n] == ids[len(prompt_ids):n]
+        assert all(x == -100 for x, a in zip(labels, attn, strict=True) if a == 0)
+        assert ex.completion in tok.decode(ids[len(prompt_ids):n])

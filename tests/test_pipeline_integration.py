@@ -77,8 +77,9 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     # the token level: trained on the experts of the stage experts, registered with them, evaluated on the same
     # held-out queries against the paper's baselines
     token = result["tokenroute_eval"]
-    assert set(token["arms"]) == {"fusionroute", "routing-only", "sequence-selection", "fine-tuned", "expert-base",
-                                  "expert-math", "expert-reasoning"} and token["n_queries"] == 4
+    assert set(token["arms"]) == {"fusionroute", "fusionroute-sft", "routing-only", "sequence-selection", "fine-tuned",
+                                  "expert-base", "expert-math", "expert-reasoning"} and token["n_queries"] == 4
+    assert token["routing_only_router"] == "after SFT"  # the paper's ablation: the router as SFT left it
     assert {d["baseline"] for d in token["differences"]} == set(token["arms"]) - {"fusionroute"}
     shares = token["routing"]["fusionroute"]["all"]["shares"]
     assert set(shares) == {"base", "math", "reasoning"} and abs(sum(shares.values()) - 1) < 1e-9
@@ -88,6 +89,7 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     assert runs["tokenroute-router"].data.metrics["pairs"] >= 1  # preference pairs from the oracle log
     for f in ("data/tokenroute/sequences.parquet", "data/tokenroute/stats/math.parquet",
               "models/tokenroute/router/routing_head.safetensors", "models/tokenroute/plain/config.json",
+              "models/tokenroute/router_sft/routing_head.safetensors",
               "metrics/tokenroute_eval.json", "reports/tokenroute_eval.png", "reports/tokenroute_routing.png"):
         assert (tmp_path / f).is_file(), f
     versions = {client.get_model_version("tiny-router", v).tags["router"]: v for v in ("1", "2")}

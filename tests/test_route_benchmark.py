@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_importers import fusionbench_frame
 from typer.testing import CliRunner
@@ -113,3 +114,23 @@ def test_task_blind_and_leave_task_out_protocols_with_the_floor(fb_csv, cache, t
     res = runner.invoke(app, ["route", "benchmark", str(fb_csv), "--format", "fusionbench", "--cache", str(cache),
                               "--task-blind", "--leave-task-out"])
     assert res.exit_code == 2 and "two protocols" in res.output
+
+
+def test_an_embedding_does_not_depend_on_what_the_cache_held(tmp_path):
+    """A benchmark's result is a function of the log and the seed, not of which texts had filled the embedding
+    cache: a text embeds bitwise the same alone as in one call with longer and shorter texts (padded to a longer
+    one's length, its embedding used to change in the last bits, and so the graph router's result)."""
+    from fusion.embedding import Encoder
+    from fusion.models.refs import MINILM
+
+    texts = ["What is the capital of France?", "What is the capital of Spain?", "Solve 2x + 3 = 11 for x.", "Hi"]
+    others = ["Explain step by step how photosynthesis turns light into chemical energy, and which organelles "
+              "take part in each of its stages. " * 3, "Why?", "A train leaves at 3pm at 60 km/h; when does it "
+              "arrive 150 km away?"]
+    first = Encoder(MINILM, tmp_path / "first")
+    alone = np.stack([first.encode([t])[0] for t in texts])  # each text in a call of its own: nothing padded
+    later = Encoder(MINILM, tmp_path / "later")
+    later._model = first.model
+    later.encode(others[:1])  # another log's text was embedded first
+    np.testing.assert_array_equal(later.encode([*others, *texts])[len(others):], alone)
+    np.testing.assert_array_equal(Encoder(MINILM, tmp_path / "later").encode(texts), alone)  # read back from disk

@@ -187,3 +187,28 @@ def test_expert_shares_and_change_rate(models):
         assert sum(shares) == pytest.approx(1.0)
         assert shares[1] == pytest.approx(r.experts.count(1) / len(r.experts))
         assert 0.0 <= r.change_rate <= 1.0
+
+
+def test_the_decoder_takes_the_highest_weight_expert_and_adds_the_router_logits(models):
+    """The head set by hand so that expert b has the higher weight at the prompt's last position; the first token
+    must be argmax(log_softmax(router LM) + log_softmax(b)), computed here from direct forwards: a token that is
+    neither b's own argmax, nor the router LM's, nor what expert a would have given."""
+    tok, prompt = models["tok"], PROMPTS[0]
+    router = copy.deepcopy(models["router"])
+    dec = TokenRouteDecoder([("a", models["a"]), ("b", models["b"])], tok, router, policy="all")
+    ids = torch.tensor([dec.encode([prompt])[0]])
+    V = dec.vocab_size
+    with torch.no_grad():
+        h = router(ids).hidden[0, -1]
+        router.head.weight.zero_()
+        router.head.weight[1] = h / h.dot(h) * 5.0  # scores: a 0, b 5
+        assert router(ids).route_logits[0, -1].tolist() == pytest.approx([0.0, 5.0], abs=1e-3)
+        r = torch.log_softmax(router(ids).logits[0, -1, :V], -1)
+        la, lb = (torch.log_softmax(models[k](ids).logits[0, -1, :V], -1) for k in ("a", "b"))
+    want_b, want_a = int((r + lb).argmax()), int((r + la).argmax())
+    assert want_b not in (want_a, int(lb.argmax()), int(r.argmax()))  # the case decides the choice and the sum
+    (out,) = dec.generate([prompt], max_new_tokens=1)
+    assert out.experts == [1]
+    assert out.tokens == [want_b]
+    assert out.changed == [True]
+    assert out.scores[0] == pytest.approx(float((r + lb)[want_b]), abs=1e-4)

@@ -17,7 +17,7 @@ from fusion.tokenroute.data import build_sequences, mix_sft, preference_pairs, s
 from fusion.tokenroute.level import Expert, ExpertMismatchError, check_recorded, compute_stats, init_router
 from fusion.tokenroute.router import load_router
 from fusion.tokenroute.stats import expert_stats, informative_mask, read_all
-from fusion.tokenroute.train import Batch, cdpo_loss, make_batch, sft_loss, train_router
+from fusion.tokenroute.train import Batch, cdpo_step_loss, make_batch, sft_loss, train_router
 
 
 def _examples() -> pd.DataFrame:
@@ -153,13 +153,13 @@ def test_cdpo_gives_the_routing_head_no_gradient(setup):
     rows = pd.concat([seqs[seqs["kind"] == "chosen"].iloc[:2], seqs[seqs["kind"] == "rejected"].iloc[:2]])
     batch = make_batch(rows, setup["stats"], ["a", "b"])
     ref = torch.zeros(4)
-    loss, parts = cdpo_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]))
+    loss, parts = cdpo_step_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]))
     loss.backward()
     assert router.head.weight.grad is None or not router.head.weight.grad.any()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in router.lm.parameters())
     # the expert bias is a constant: it moves the margin, not the gradient's direction
     router.zero_grad()
-    no_bias, _ = cdpo_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]), expert_bias=False)
+    no_bias, _ = cdpo_step_loss(router, batch, ref, beta=0.1, vocab_size=len(setup["tok"]), expert_bias=False)
     assert float(no_bias) != pytest.approx(float(loss))
     # the SFT routing loss does train the head
     router.zero_grad()
@@ -168,6 +168,67 @@ def test_cdpo_gives_the_routing_head_no_gradient(setup):
     loss, parts = sft_loss(router, sft, routing_weight=1 / 3, vocab_size=len(setup["tok"]))
     loss.backward()
     assert router.head.weight.grad.abs().sum() > 0 and "routing" in parts
+
+
+def test_sft_loss_counts_completion_tokens_and_routes_on_informative_positions(setup):
+    """The batch's SFT loss written out position by position: cross-entropy over completion tokens only (never the
+    prompt, never padding), the routing term over the positions where the experts' greedy tokens disagree."""
+    router = copy.deepcopy(setup["router"])
+    seqs, V = setup["seqs"], len(setup["tok"])
+    rows = seqs[seqs["kind"] == "sft"].iloc[:4]
+    batch = make_batch(rows, setup["stats"], ["a", "b"])
+    # these random experts disagree everywhere: say they agree at every third position (make_batch's mask is
+    # checked against the statistics in test_batch_aligns_statistics_with_positions)
+    agree = (torch.arange(batch.info.shape[1]) % 3 == 0).expand_as(batch.info)
+    batch.info = batch.info & ~agree
+    with torch.no_grad():
+        loss, parts = sft_loss(router, batch, routing_weight=0.5, vocab_size=V)
+        out = router(batch.ids, attention_mask=batch.attn)
+    ce_terms, route_terms = [], []
+    for i, (_, r) in enumerate(rows.iterrows()):
+        p, n = int(r["prompt_len"]), len(r["input_ids"])
+        gr = np.stack([setup["stats"][e].at[r["seq_id"], "greedy"] for e in ("a", "b")])
+        lp = np.stack([setup["stats"][e].at[r["seq_id"], "logp"] for e in ("a", "b")])
+        for k in range(n - p):          # completion token p + k, predicted at position p + k − 1
+            t = p - 1 + k
+            logp = torch.log_softmax(out.logits[i, t, :V].double(), -1)
+            ce_terms.append(-float(logp[r["input_ids"][t + 1]]))
+            if gr[0, k] != gr[1, k] and t % 3 != 0:
+                w = torch.softmax(out.route_logits[i, t].double(), -1).numpy()
+                route_terms.append(-float(w @ lp[:, k]))
+    assert route_terms and len(route_terms) < len(ce_terms)  # some positions agree, some do not
+    assert parts["ce"] == pytest.approx(np.mean(ce_terms), rel=1e-4)
+    assert parts["routing"] == pytest.approx(np.mean(route_terms), rel=1e-4)
+    assert float(loss) == pytest.approx(np.mean(ce_terms) + 0.5 * np.mean(route_terms), rel=1e-4)
+
+
+def test_cdpo_step_uses_the_reference_and_the_selected_experts(setup):
+    """The preference step's margin written out: the router LM's summed completion log-probs against the reference
+    given, plus β times the summed log-probs of the expert the head picks at each completion position."""
+    router = copy.deepcopy(setup["router"])
+    seqs, V = setup["seqs"], len(setup["tok"])
+    rows = pd.concat([seqs[seqs["kind"] == "chosen"].iloc[:2], seqs[seqs["kind"] == "rejected"].iloc[:2]])
+    batch = make_batch(rows, setup["stats"], ["a", "b"])
+    ref = torch.tensor([-50.0, -3.0, -4.0, -60.0])
+    with torch.no_grad():
+        loss, parts = cdpo_step_loss(router, batch, ref, beta=0.1, vocab_size=V)
+        out = router(batch.ids, attention_mask=batch.attn)
+    theta, expert = [], []
+    for i, (_, r) in enumerate(rows.iterrows()):
+        p, n = int(r["prompt_len"]), len(r["input_ids"])
+        lp = np.stack([setup["stats"][e].at[r["seq_id"], "logp"] for e in ("a", "b")])
+        th = ex = 0.0
+        for k in range(n - p):
+            t = p - 1 + k
+            th += float(torch.log_softmax(out.logits[i, t, :V].double(), -1)[r["input_ids"][t + 1]])
+            ex += float(lp[int(out.route_logits[i, t].argmax()), k])
+        theta.append(th)
+        expert.append(ex)
+    z = [0.1 * ((theta[j] - float(ref[j])) - (theta[j + 2] - float(ref[j + 2])) + (expert[j] - expert[j + 2]))
+         for j in range(2)]
+    assert parts["margin"] == pytest.approx(np.mean(z), rel=1e-4, abs=1e-4)
+    want = np.mean([np.log1p(np.exp(-x)) for x in z])
+    assert float(loss) == pytest.approx(want, rel=1e-4)
 
 
 def _cfg(**kw) -> TokenRouteTrainConfig:
@@ -189,6 +250,25 @@ def test_a_few_steps_lower_the_sft_loss(setup, tmp_path):
     assert out.steps == 10 and out.pairs == 5 and out.sft_examples == 16
     kinds = [h["kind"] for h in out.history]
     assert kinds[:6] == ["sft"] * 6 and "pref" in kinds[6:] and "dpo" in out.history[6]
+
+
+def test_the_router_after_sft_is_kept_for_the_routing_only_ablation(setup, tmp_path):
+    """The snapshot written when the SFT phase ends holds the weights of a run that stops there (same batches)."""
+    from fusion.tokenroute.train import AFTER_SFT
+
+    V, seqs, stats = len(setup["tok"]), setup["seqs"], setup["stats"]
+    whole = copy.deepcopy(setup["router"])
+    train_router(whole, seqs, stats, ["a", "b"], _cfg(), vocab_size=V, work=tmp_path / "whole", fp="x")
+    snap = torch.load(tmp_path / "whole" / AFTER_SFT, weights_only=False)
+    sft_only = copy.deepcopy(setup["router"])
+    train_router(sft_only, seqs, stats, ["a", "b"], _cfg(mix_steps=0), vocab_size=V, work=tmp_path / "sft", fp="y")
+    assert not (tmp_path / "sft" / AFTER_SFT).exists()  # no preference phase: the final router is the SFT one
+    assert snap["fingerprint"] == "x"
+    for k, v in sft_only.lm.state_dict().items():
+        assert torch.allclose(snap["lm"][k], v, atol=1e-6), k
+    assert torch.allclose(snap["head"]["weight"], sft_only.head.weight, atol=1e-6)
+    assert not torch.allclose(snap["head"]["weight"], whole.head.weight) or any(
+        not torch.allclose(snap["lm"][k], v) for k, v in whole.lm.state_dict().items())  # the mix phase moved it
 
 
 def test_a_killed_run_resumes_to_the_same_weights(setup, tmp_path):
@@ -271,3 +351,13 @@ def test_lora_on_the_router_lm_trains_adapters_and_the_head_then_merges(setup, t
     state = router.lm.state_dict()
     changed = [k for k in base_w if not torch.equal(base_w[k], state[k])]
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only what LoRA adapted moved
+
+
+def test_sequence_selection_takes_the_best_grade_and_breaks_ties_by_likelihood():
+    from fusion.tokenroute.level import select_answers
+
+    grades = np.array([[0.3, 1.0, 0.6], [0.8, 0.8, 0.0], [np.nan, np.nan, np.nan], [np.nan, 0.0, np.nan]])
+    likelihood = np.array([[-0.1, -2.0, -0.5], [-3.0, -1.0, -0.1], [-2.0, -0.2, -1.0], [-0.1, -5.0, -0.2]])
+    assert select_answers(grades, likelihood).tolist() == [1, 1, 1, 1]
+    assert select_answers(None, likelihood).tolist() == [0, 2, 1, 0]
+

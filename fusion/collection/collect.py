@@ -14,8 +14,6 @@ cost) passes the cap does not start, and a run whose running total passes it sto
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -34,8 +32,9 @@ from rich.progress import (
 
 from fusion.backends import Backend, Request, make_backend
 from fusion.backends.base import identity
-from fusion.collection import parts
 from fusion.config import CollectConfig, LLMSpec
+from fusion.core import parts
+from fusion.core.identity import digest
 from fusion.log.importers.values import estimate_tokens
 from fusion.log.schema import COLUMNS, candidate_name, coerce_log
 from fusion.tasks.scoring import score_all
@@ -67,8 +66,7 @@ class Budget:
 
 def _fingerprint(spec: LLMSpec, cfg: CollectConfig) -> str:
     keep = cfg.model_dump(include={"max_new_tokens", "temperature", "seed", "dtype"})
-    blob = json.dumps({"llm": identity(spec), "collect": keep}, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return digest({"llm": identity(spec), "collect": keep})
 
 
 def llm_dir(parts_dir: Path, spec: LLMSpec) -> Path:

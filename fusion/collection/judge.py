@@ -14,29 +14,23 @@ Rows without an answer are not judged (null, reason ``no response``); a score a 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from fusion.backends import Request, make_backend
-from fusion.collection import parts
 from fusion.collection.collect import Budget
 from fusion.config import JudgeConfig
+from fusion.core import parts
+from fusion.core.generate import backend_session, generate_cached
+from fusion.core.identity import digest, model_key, text_key
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +113,6 @@ def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
 def judge_dir(parts_dir: Path, cfg: JudgeConfig) -> Path:
     return Path(parts_dir) / cfg.llm.name.replace("/", "__")
 
@@ -151,7 +141,7 @@ def read_verdicts(parts_dir: Path, cfg: JudgeConfig) -> pd.DataFrame:
 
 def keys(log: pd.DataFrame, cfg: JudgeConfig) -> pd.DataFrame:
     """The cache key of every row of ``log`` (response hash null where there is no response)."""
-    sha = log["response"].map(lambda r: None if r is None or pd.isna(r) else _sha(str(r)))
+    sha = log["response"].map(lambda r: None if r is None or pd.isna(r) else text_key(str(r)))
     return pd.DataFrame({"query_id": log["query_id"].astype("string"), "candidate": log["candidate"].astype("string"),
                          "judge": cfg.llm.model, "rubric_version": cfg.rubric_version,
                          "response_sha": sha.astype("string")}, index=log.index)
@@ -166,18 +156,13 @@ class JudgeResult:
 def judge(log: pd.DataFrame, cfg: JudgeConfig, parts_dir: Path, *, model_cache: Path,
           backend_factory=make_backend) -> JudgeResult:
     """Judge every answered row of ``log`` not judged yet (resuming from ``parts_dir``)."""
-    d = judge_dir(parts_dir, cfg)
-    d.mkdir(parents=True, exist_ok=True)
     k = keys(log, cfg)
     keep_source = log["judge_score"].notna() & (not cfg.rejudge)
     answered = k["response_sha"].notna()
+    todo_mask = answered & ~keep_source
+    if todo_mask.any():
+        _run(log[todo_mask], k[todo_mask], cfg, judge_dir(parts_dir, cfg), model_cache, backend_factory)
     done = read_verdicts(parts_dir, cfg)
-    done_keys = set(map(tuple, done[KEY].astype(str).to_numpy()))
-    todo_mask = answered & ~keep_source & ~k[KEY].astype(str).apply(tuple, axis=1).isin(done_keys)
-    todo = log[todo_mask]
-    if len(todo):
-        _run(todo, k[todo_mask], cfg, d, model_cache, backend_factory)
-        done = read_verdicts(parts_dir, cfg)
     merged = k.merge(done, on=KEY, how="left", validate="many_to_one")
     merged.index = log.index
     reason = merged["reason"].astype("string")
@@ -198,44 +183,33 @@ def _run(todo: pd.DataFrame, k: pd.DataFrame, cfg: JudgeConfig, d: Path, model_c
                                         strict=True)]
     requests = [Request(p, qid, "direct", q, prefill=PREFILL)
                 for p, qid, q in zip(prompts, todo["query_id"], todo["query"], strict=True)]
-    order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths in one batch
-    backend = factory(cfg.llm, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
-                      batch_size=cfg.batch_size)
-    budget = Budget(cfg.max_cost_usd, key="judge.max_cost_usd")
-    try:
-        size = backend.part_size()
-        with Progress(TextColumn("[bold]judge"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[nulls]} unreadable"), TimeElapsedColumn(),
-                      TimeRemainingColumn()) as progress:
-            bar = progress.add_task("judge", total=len(requests), nulls=0)
-            for start in range(0, len(order), size):
-                idx = order[start : start + size]
-                failure = ""
-                try:
-                    gens = backend.generate([requests[i] for i in idx], max_new_tokens=cfg.max_new_tokens,
-                                            temperature=0.0, seed=0)
-                except Exception as exc:  # the batch is recorded as failed (null, with the reason), not lost
-                    logger.exception("judge failed on %d answers", len(idx))
-                    gens = [None] * len(idx)
-                    failure = f"judge call failed: {type(exc).__name__}: {exc}"
+    ids = [dict(zip(KEY, row, strict=True)) for row in k[KEY].astype(str).itertuples(index=False)]
+    judge_key = model_key(cfg.llm)  # what decides a verdict: the judge's weights and options, not only its name
+    gen_keys = [digest(judge_key, *i.values()) for i in ids]
+    answer = backend_session(cfg.llm, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                             batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, backend_factory=factory)
+
+    @contextmanager
+    def session():
+        with answer() as (run, size):
+            def verdicts(batch: list[Request]) -> list[dict]:
                 rows = []
-                for i, g in zip(idx, gens, strict=True):
-                    if g is None or g.error:
-                        score, reason = None, (g.error if g is not None else failure)
-                    else:
-                        score, reason = parse_verdict(g.text)
-                    cost = (None if g is None or g.input_tokens is None or g.output_tokens is None else
-                            cfg.llm.cost_usd(g.input_tokens, g.output_tokens))
-                    rows.append({**k.iloc[i].to_dict(), "judge_score": score, "verdict": g.text if g else None,
-                                 "reason": reason, "input_tokens": g.input_tokens if g else None,
-                                 "output_tokens": g.output_tokens if g else None, "cost_usd": cost,
-                                 "judged_at": datetime.now(UTC)})
-                parts.write_part(d, _coerce(pd.DataFrame(rows)))
-                f = progress.tasks[bar].fields
-                progress.update(bar, advance=len(idx), nulls=f["nulls"] + sum(r["judge_score"] is None for r in rows))
-                budget.add(sum(r["cost_usd"] or 0 for r in rows), "judging")
-    finally:
-        backend.close()
+                for g in run(batch):
+                    score, reason = (None, g["error"]) if g["error"] else parse_verdict(g["text"])
+                    cost = (None if g["input_tokens"] is None or g["output_tokens"] is None else
+                            cfg.llm.cost_usd(g["input_tokens"], g["output_tokens"]))
+                    rows.append({"judge_score": score, "verdict": g["text"], "reason": reason,
+                                 "input_tokens": g["input_tokens"], "output_tokens": g["output_tokens"],
+                                 "cost_usd": cost, "judged_at": datetime.now(UTC)})
+                return rows
+            yield verdicts, size
+
+    budget = Budget(cfg.max_cost_usd, key="judge.max_cost_usd")
+    columns = {c: t for c, t in VERDICT_COLUMNS.items() if c not in KEY}
+    generate_cached(gen_keys, requests, session, cache_dir=d, columns={**dict.fromkeys(KEY, "string"), **columns},
+                    label="judge", size=lambda r: len(r.prompt), error_column="reason",
+                    extra=dict(zip(gen_keys, ids, strict=True)),
+                    after_batch=lambda rows: budget.add(sum(r.get("cost_usd") or 0 for r in rows), "judging"))
 
 
 # ---- agreement with the task metric -----------------------------------------------------------------------

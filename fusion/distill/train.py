@@ -96,11 +96,7 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
     """Train a LoRA adapter on ``examples`` (prompt, completion) into ``out``; resume a killed run."""
     if examples.empty:
         raise ValueError("no SFT examples to train on")
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from transformers import TrainerCallback
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,33 +114,13 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
     fp_file.write_text(json.dumps({"fingerprint": fp, "base": base}) + "\n")
     resume = _last_checkpoint(ckpt_dir)
 
-    tok = AutoTokenizer.from_pretrained(base_path)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    dtype = getattr(torch, cfg.dtype)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
-    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in to_conversations(examples)])
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    on_cpu = cfg.device == "cpu"
-    args = SFTConfig(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-        max_length=cfg.max_length, completion_only_loss=True, packing=False, use_cpu=on_cpu,
-        bf16=cfg.dtype == "bfloat16" and not on_cpu, fp16=cfg.dtype == "float16" and not on_cpu,
-        activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0,
-        disable_tqdm=False, save_only_model=False,
-    )
     class _Log(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_):
             if logs and on_log is not None:
                 on_log(int(state.global_step), {k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora,
-                         callbacks=[_Log()])
+    trainer = sft_trainer(examples, base_path, cfg, ckpt_dir, callbacks=[_Log()])
+    tok = trainer.processing_class
     n_tokens = int(sum(len(ids) for ids in trainer.train_dataset["input_ids"]))
     if resume:
         logger.info("distill: resuming from %s", resume)
@@ -175,6 +151,41 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     (out / RESULT).write_text(json.dumps({"fingerprint": fp, **record}) + "\n")
     return result
+
+
+def sft_trainer(examples: pd.DataFrame, base_path: str | Path, cfg: TrainerConfig, ckpt_dir: Path, *,
+                callbacks: list | None = None):
+    """TRL's ``SFTTrainer`` with a PEFT ``LoraConfig`` on prompt–completion conversations: the loss on the
+    completion tokens only (``completion_only_loss``; the collator's labels are -100 on the prompt and padding,
+    tested token by token)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(base_path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    dtype = getattr(torch, cfg.dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in to_conversations(examples)])
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    on_cpu = cfg.device == "cpu"
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
+        max_length=cfg.max_length, completion_only_loss=True, packing=False, use_cpu=on_cpu,
+        bf16=cfg.dtype == "bfloat16" and not on_cpu, fp16=cfg.dtype == "float16" and not on_cpu,
+        activation_checkpointing=cfg.gradient_checkpointing, dataloader_num_workers=0,
+        disable_tqdm=False, save_only_model=False,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora,
+                      callbacks=callbacks or [])
 
 
 def _finished(out: Path, fp: str) -> TrainResult | None:

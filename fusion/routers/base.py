@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fusion.registry import Registry
 from fusion.rewards import TaskNormaliser
 from fusion.routers.data import RoutingData
-from fusion.routers.features import task_index
+from fusion.routers.features import choose, task_index
 from fusion.routers.task_inference import NO_TASK, PATH_INFERRED, PATH_PRIOR, PATH_TASK, PATH_TEXT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -253,7 +253,7 @@ class Router(ABC):
 
     def route(self, X: np.ndarray, tasks: np.ndarray | None = None, texts: np.ndarray | None = None) -> np.ndarray:
         """Index of the chosen candidate per query (ties go to the first candidate)."""
-        return np.argmax(self.predict_utility(X, tasks, texts), axis=1)
+        return choose(self.predict_utility(X, tasks, texts))
 
     def derived(self, key: str, build: Callable[[], Any], of: Any = None) -> Any:
         """``build()``, computed once per ``of`` (default: the fitted or loaded ``state``; refitting or loading

@@ -41,6 +41,7 @@ from fusion.routers.baselines import BASELINES
 from fusion.routers.budget import CostModel, lambda_scale, penalised
 from fusion.routers.data import RoutingData
 from fusion.routers.evaluation import MEASURES, outcome, served_without_task
+from fusion.routers.features import choose
 from fusion.routers.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, paired_bootstrap
 from fusion.routers.task_inference import path_shares
 
@@ -108,7 +109,7 @@ def _one_split(data: RoutingData, train_mask: np.ndarray, test_mask: np.ndarray,
                 U, paths = router.predict_data(test), None
             else:
                 U, paths = router.predict(test.X, test.tasks if needs_labels or not hide_tasks else None, test.texts)
-            idx = np.argmax(U, axis=1)
+            idx = choose(U)
             results[name] = {**outcome(test, idx), "fit_s": fit_s}
             if paths is not None:
                 results[name]["route_paths"] = path_shares(paths)

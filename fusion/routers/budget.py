@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from fusion.registry import UnknownNameError
 from fusion.routers.base import ROUTERS, Router, RouterParamError, RouterParams, load_router, make_router
 from fusion.routers.data import RoutingData
-from fusion.routers.features import TaskPrior
+from fusion.routers.features import TaskPrior, choose
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class CostModel:
 
 
 def _chosen(U: np.ndarray, M: np.ndarray) -> np.ndarray:
-    idx = np.argmax(U, axis=1)
+    idx = choose(U)
     return M[np.arange(len(idx)), idx]
 
 

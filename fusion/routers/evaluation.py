@@ -19,6 +19,7 @@ import numpy as np
 from fusion.routers.base import Router, make_router
 from fusion.routers.baselines import BASELINES
 from fusion.routers.data import RoutingData
+from fusion.routers.features import choose
 from fusion.routers.metrics import gap_recovered
 from fusion.routers.task_inference import path_shares
 
@@ -71,12 +72,12 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
     results = {"random": _expected_random(test)}
     fitted = {name: make_router(name).fit(train) for name in BASELINES[1:]}
     for name, base in fitted.items():
-        results[name] = outcome(test, np.argmax(base.predict_data(test), axis=1))
+        results[name] = outcome(test, choose(base.predict_data(test)))
     for name, router in routers.items():  # a trained baseline (e.g. task-best) replaces its twin: the same fit
         if list(router.candidates) != list(test.candidates):
             raise ValueError(f"router {name!r} was trained on candidates {router.candidates}, the evaluation log "
                              f"has {test.candidates}")
-        results[name] = outcome(test, np.argmax(router.predict_data(test), axis=1))
+        results[name] = outcome(test, choose(router.predict_data(test)))
     blind = {name: served_without_task(router, test) for name, router in routers.items()} if task_blind else {}
     methods = [*BASELINES[:-1], *[r for r in routers if r not in BASELINES], "oracle"]
     bs, tb, orc = (results[m]["reward"] for m in BASELINES[1:])
@@ -104,7 +105,7 @@ def served_without_task(router: Router, test: RoutingData) -> dict:
     """``router`` on ``test`` called without the queries' tasks, as a client that sends none: performance, cost,
     reward and ``route_paths`` (the share of queries routed by each path)."""
     U, paths = router.predict(test.X, None, test.texts)
-    res = outcome(test, np.argmax(U, axis=1))
+    res = outcome(test, choose(U))
     return {**{k: res[k] for k in MEASURES}, "route_paths": path_shares(paths)}
 
 

@@ -108,8 +108,14 @@ class TaskPrior:
         return cls(list(d["vocab"]), np.asarray(d["table"], dtype=float), np.asarray(d["overall"], dtype=float))
 
 
+def choose(U: np.ndarray) -> np.ndarray:
+    """The routing choice, in one place: per query (row of the utilities ``U``, (n, c)) the candidate with the
+    highest estimated utility; ties go to the first candidate."""
+    return np.argmax(U, axis=1)
+
+
 def routed_value(U: np.ndarray, target: np.ndarray) -> float:
-    """Mean true value (``target``, (n, c)) of routing each row to the argmax of the utilities ``U``: the
+    """Mean true value (``target``, (n, c)) of routing each row to :func:`choose` of the utilities ``U``: the
     routing objective itself, used to select hyper-parameters on a validation split."""
-    idx = np.argmax(U, axis=1)
+    idx = choose(U)
     return float(target[np.arange(len(idx)), idx].mean()) if len(idx) else 0.0

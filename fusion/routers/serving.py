@@ -9,10 +9,10 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fusion.config import TrackingConfig
+from fusion.routers.features import choose
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def predict_frame(router, encoder, frame: pd.DataFrame) -> pd.DataFrame:
         tasks = frame["task"].where(frame["task"].notna(), "").astype(str).to_numpy(dtype=object)
     U, paths = router.predict(X, tasks, frame["query"].astype(str).to_numpy(dtype=object))
     out = pd.DataFrame(U, columns=[f"utility:{c}" for c in router.candidates])
-    out.insert(0, "candidate", [router.candidates[i] for i in np.argmax(U, axis=1)])
+    out.insert(0, "candidate", [router.candidates[i] for i in choose(U)])
     out.insert(1, "route_path", list(paths))
     return out
 

@@ -10,9 +10,10 @@ import logging
 from rich.console import Console
 
 from fusion.config import Params
+from fusion.core.identity import local_spec as model_spec
 from fusion.distill.level import BASE, evaluate_models
 from fusion.stages.distill import read_manifest
-from fusion.stages.levels import level_log, model_spec
+from fusion.stages.levels import level_log
 from fusion.target_eval import log_comparison, placeholder_plot, plot, rich_table
 from fusion.tracking import registry_client, stage_run
 

@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from fusion.config import LLMSpec, Params
+from fusion.config import Params
 from fusion.log.schema import read_log
 from fusion.selection import recover_ground_truth
 
@@ -19,10 +19,3 @@ def level_log(params: Params) -> tuple[pd.DataFrame, dict[str, int]]:
     for key, n in recovered.items():
         logger.info("gold answers recovered from correct responses: %s = %d", key, n)
     return log, recovered
-
-
-def model_spec(name: str, model: str, like: LLMSpec | None = None) -> LLMSpec:
-    """A transformers pool entry for ``model`` (a folder, an adapter folder or a ``models:/`` reference), at the
-    prices of ``like`` (the base model's entry) when given."""
-    return LLMSpec(name=name, backend="transformers", model=str(model), modes=["direct"],
-                   input_price=like.input_price if like else 0.0, output_price=like.output_price if like else 0.0)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 from fusion.config import Params
+from fusion.core.identity import local_spec as model_spec
 from fusion.distill.level import score_model
 from fusion.distill.registry import promote_distilled
-from fusion.stages.levels import level_log, model_spec
+from fusion.stages.levels import level_log
 from fusion.tracking import registry_client, stage_run
 
 

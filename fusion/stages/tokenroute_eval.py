@@ -1,5 +1,5 @@
-"""Stage ``tokenroute_eval``: FusionRoute against each expert alone, routing only, sequence selection and the
-fine-tuned model without routing, on the held-out queries (task suite scores; per-task table; each difference with
+"""Stage ``tokenroute_eval``: FusionRoute against each expert alone, FusionRoute after SFT, routing only (with the
+router after SFT, as in the paper), sequence selection and the fine-tuned model without routing, on the held-out queries (task suite scores; per-task table; each difference with
 its paired-bootstrap 95% interval), with each arm's expert token shares and argmax-change rate, a plot of the
 routing over positions for a few requests; JSON, terminal, MLflow (the registered version tagged with its score)."""
 
@@ -14,7 +14,15 @@ from fusion.config import Params
 from fusion.stages.levels import level_log
 from fusion.stages.tokenroute_train import TRAIN_REPORT
 from fusion.target_eval import log_comparison, placeholder_plot, plot, rich_table
-from fusion.tokenroute.level import FUSED, PLAIN_DIR, ROUTER_DIR, evaluate, experts_of, routing_plot
+from fusion.tokenroute.level import (
+    FUSED,
+    PLAIN_DIR,
+    ROUTER_DIR,
+    SFT_ROUTER_DIR,
+    evaluate,
+    experts_of,
+    routing_plot,
+)
 from fusion.tracking import registry_client, stage_run
 
 logger = logging.getLogger(__name__)
@@ -40,7 +48,9 @@ def run(params: Params) -> dict:
                                                         "experts": ",".join(e.name for e in experts)}) as ml:
         report, arms = evaluate(log, params.paths.tokenroute_dir / ROUTER_DIR, plain if plain.is_dir() else None, cfg,
                                 experts, model_cache=params.paths.model_cache,
-                                cache_dir=params.paths.tokenroute_work / "generations")
+                                cache_dir=params.paths.tokenroute_work / "generations",
+                                sft_router_dir=params.paths.tokenroute_dir / SFT_ROUTER_DIR,
+                                judge=params.judge if params.judge.enabled else None)
         version = train.get(ROUTER_DIR, {}).get("version")
         report = {"enabled": True, **report, "version": version}
         out.write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -16,7 +16,7 @@ import pandas as pd
 from fusion.config import Params
 from fusion.promotion import CHALLENGER
 from fusion.stages.tokenroute_data import REPORT, SEQUENCES, STATS
-from fusion.tokenroute.level import PLAIN_DIR, ROUTER_DIR, experts_of, train_variant
+from fusion.tokenroute.level import PLAIN_DIR, ROUTER_DIR, SFT_ROUTER_DIR, experts_of, train_variant
 from fusion.tokenroute.registry import log_tokenroute
 from fusion.tokenroute.router import META_FILE
 from fusion.tracking import stage_run
@@ -52,7 +52,7 @@ def run(params: Params) -> Path:
                     ml.log_metrics({k: float(v) for k, v in entry.items()
                                     if k in ("loss", "ce", "routing", "dpo", "pref_accuracy", "margin")}, step=step)
 
-            router, tok, outcome, fp = train_variant(seqs, data / STATS, experts, cfg, init=init,
+            router, tok, outcome, fp, after_sft = train_variant(seqs, data / STATS, experts, cfg, init=init,
                                                      work=params.paths.tokenroute_work / variant,
                                                      model_cache=params.paths.model_cache, fused=fused,
                                                      on_step=on_step)
@@ -60,6 +60,9 @@ def run(params: Params) -> Path:
             if fused:
                 router.save(out / ROUTER_DIR, tok, [e.record() for e in experts],
                             extra={"init": init, "train": outcome.metrics(), "fingerprint": fp})
+                if after_sft is not None:  # routing only and FusionRoute-after-SFT are evaluated with it
+                    after_sft.save(out / SFT_ROUTER_DIR, tok, [e.record() for e in experts],
+                                   extra={"init": init, "after_sft_of": fp, "steps": cfg.train.sft_steps})
                 if ml:
                     ml.log_metrics({k: float(v) for k, v in outcome.metrics().items()})
                     ml.log_dict({"history": outcome.history}, "history.json")

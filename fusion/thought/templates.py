@@ -1,34 +1,27 @@
 """Thought templates: a summariser turns a training question and its best responses into a short reusable
 template (what the task asks, the reasoning steps, the answer format).
 
-The summariser is any backend (a pool-style entry). Summaries are cached as Parquet parts keyed by the summariser,
-the prompt version and a hash of the prompt (question + responses): a killed run resumes, an unchanged question is
-never summarised twice, a changed selection is summarised again. A failed call or an empty or unusable summary is
+The summariser is any backend (a pool-style entry). Summaries are cached (:func:`fusion.core.generate.generate_cached`)
+keyed by the summariser's identity, the prompt version and the prompt (question + responses): a killed run resumes,
+an unchanged question is never summarised twice, a changed selection is summarised again. A failed call or an empty or unusable summary is
 a row with ``error`` set (and no template), never a silent gap.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from fusion.backends import Request, make_backend
-from fusion.collection import parts
+from fusion.backends import make_backend
 from fusion.config import ThoughtConfig
+from fusion.core.generate import backend_session, generate_cached
+from fusion.core.identity import model_key, output_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +40,8 @@ PREFILL = "To solve problems like this,"
 MAX_ANSWER_CHARS = 1200
 MIN_TEMPLATE_CHARS = 20  # beyond the prefill
 ECHO_MIN_CHARS = 30
-KEY = ["summariser", "prompt_version", "prompt_sha"]
-COLUMNS = {**{k: "string" for k in KEY}, "template": "string", "error": "string", "input_tokens": "Int64",
-           "output_tokens": "Int64", "summarised_at": "datetime64[ns, UTC]"}
+COLUMNS = {"template": "string", "error": "string", "input_tokens": "Int64", "output_tokens": "Int64",
+           "summarised_at": "datetime64[ns, UTC]"}
 
 
 def summary_prompt(question: str, answers: list[str]) -> str:
@@ -77,73 +69,35 @@ def clean_template(text: str | None) -> tuple[str | None, str | None]:
     return t, None
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:20]
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
-
-
-def _coerce(df: pd.DataFrame) -> pd.DataFrame:
-    out = df[list(COLUMNS)].copy()
-    for c, t in COLUMNS.items():
-        out[c] = pd.to_datetime(out[c], utc=True) if t.startswith("datetime") else out[c].astype(t)
-    return out
-
-
 def summarise(groups: pd.DataFrame, cfg: ThoughtConfig, parts_dir: Path, *, model_cache: Path,
               backend_factory: Callable = make_backend) -> pd.DataFrame:
     """``groups`` has one row per training query (``query_id, task, domain, question, answers`` [list], ``sources``);
     returns it with ``template`` and ``error`` (resuming from ``parts_dir``)."""
     d = Path(parts_dir) / cfg.summariser.name.replace("/", "__")
-    d.mkdir(parents=True, exist_ok=True)
     prompts = [summary_prompt(q, list(a)) for q, a in zip(groups["question"], groups["answers"], strict=True)]
-    shas = [_sha(p) for p in prompts]
-    done = parts.read_parts(d, KEY, _empty())
-    done = done[(done["summariser"] == cfg.summariser.model) & (done["prompt_version"] == PROMPT_VERSION)]
-    have = set(done["prompt_sha"])
-    todo = sorted({s: p for s, p in zip(shas, prompts, strict=True) if s not in have}.items(), key=lambda sp: len(sp[1]))
-    if todo:
-        backend = backend_factory(cfg.summariser, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
-                                  batch_size=cfg.batch_size)
-        try:
-            size = backend.part_size()
-            with Progress(TextColumn("[bold]summarise"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
-                          TimeRemainingColumn()) as progress:
-                bar = progress.add_task("summarise", total=len(todo), failed=0)
-                for start in range(0, len(todo), size):
-                    batch = todo[start:start + size]
-                    try:
-                        gens = backend.generate([Request(p, prefill=PREFILL) for _, p in batch],
-                                                max_new_tokens=cfg.summary_max_new_tokens)
-                    except Exception as exc:  # the batch is rows with the reason, and a rerun retries it
-                        logger.exception("summariser failed on %d questions", len(batch))
-                        gens = [None] * len(batch)
-                        failure = f"summariser call failed: {type(exc).__name__}: {exc}"
-                    rows = []
-                    for (s, _), g in zip(batch, gens, strict=True):
-                        if g is None or g.error:
-                            tpl, err = None, g.error if g is not None else failure
-                        else:
-                            tpl, err = clean_template(g.text)
-                        rows.append({"summariser": cfg.summariser.model, "prompt_version": PROMPT_VERSION,
-                                     "prompt_sha": s, "template": tpl, "error": err,
-                                     "input_tokens": g.input_tokens if g else None,
-                                     "output_tokens": g.output_tokens if g else None,
-                                     "summarised_at": datetime.now(UTC)})
-                    parts.write_part(d, _coerce(pd.DataFrame(rows)))
-                    progress.update(bar, advance=len(batch),
-                                    failed=progress.tasks[bar].fields["failed"] + sum(r["error"] is not None for r in rows))
-        finally:
-            backend.close()
-        done = parts.read_parts(d, KEY, _empty())
-        done = done[(done["summariser"] == cfg.summariser.model) & (done["prompt_version"] == PROMPT_VERSION)]
-    by_sha = done.set_index("prompt_sha")
+    mkey = model_key(cfg.summariser)
+    keys = [output_key(mkey, p, prompt_version=PROMPT_VERSION, max_new_tokens=cfg.summary_max_new_tokens)
+            for p in prompts]
+    answer = backend_session(cfg.summariser, model_cache=model_cache, device=cfg.device, dtype=cfg.dtype,
+                             batch_size=cfg.batch_size, max_new_tokens=cfg.summary_max_new_tokens, prefill=PREFILL,
+                             backend_factory=backend_factory)
+
+    @contextmanager
+    def session():
+        with answer() as (run, size):
+            def summaries(batch: list[str]) -> list[dict]:
+                rows = []
+                for g in run(batch):
+                    tpl, err = (None, g["error"]) if g["error"] else clean_template(g["text"])
+                    rows.append({"template": tpl, "error": err, "input_tokens": g["input_tokens"],
+                                 "output_tokens": g["output_tokens"], "summarised_at": datetime.now(UTC)})
+                return rows
+            yield summaries, size
+
+    done = generate_cached(keys, prompts, session, cache_dir=d, columns=COLUMNS, label="summarise")
     out = groups.copy()
-    out["template"] = [by_sha.at[s, "template"] for s in shas]
-    out["error"] = [by_sha.at[s, "error"] for s in shas]
-    out["summary_input_tokens"] = [by_sha.at[s, "input_tokens"] for s in shas]
-    out["summary_output_tokens"] = [by_sha.at[s, "output_tokens"] for s in shas]
+    out["template"] = done["template"].to_numpy()
+    out["error"] = done["error"].to_numpy()
+    out["summary_input_tokens"] = done["input_tokens"].to_numpy()
+    out["summary_output_tokens"] = done["output_tokens"].to_numpy()
     return out

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fusion.models.load import render_chat
+from fusion.tokenroute.losses import fuse_logprobs, select_experts
 from fusion.tokenroute.vocab import shared_vocab_size
 
 POLICIES = ("all", "lazy")
@@ -184,22 +185,22 @@ class TokenRouteDecoder:
         for _step in range(max_new_tokens):
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             active = [b for b in range(B) if not finished[b]]
-            router_logp = None
+            router_logits = None
             if self.router is not None:
                 r_logits, route_scores = self._advance("router", self.router, states["router"], ids, mask, pos,
                                                        router=True)
-                route = route_scores.argmax(-1).tolist()
+                route = select_experts(route_scores).tolist()
                 if self.combine == "fused":
-                    router_logp = torch.log_softmax(r_logits, -1)
+                    router_logits = r_logits
             else:
                 route = [0] * B
             needed = range(len(self.experts)) if self.policy == "all" else sorted({route[b] for b in active})
             expert_logits = {e: self._advance(self.names[e], self.experts[e], states[e], ids, mask, pos,
                                               router=False)[0] for e in needed}
-            expert_logp = torch.zeros((B, self.vocab_size), device=self.device)
+            chosen = torch.zeros((B, self.vocab_size), device=self.device)
             for b in active:
-                expert_logp[b] = torch.log_softmax(expert_logits[route[b]][b], -1)
-            final = expert_logp + router_logp if router_logp is not None else expert_logp
+                chosen[b] = expert_logits[route[b]][b]
+            final = fuse_logprobs(router_logits, chosen)
             greedy = final.argmax(-1)
             if gens is None:
                 tokens = greedy
@@ -208,7 +209,7 @@ class TokenRouteDecoder:
                 tokens = greedy.clone()
                 for b in active:
                     tokens[b] = torch.multinomial(probs[b], 1, generator=gens[b]).item()
-            expert_top = expert_logp.argmax(-1)
+            expert_top = chosen.argmax(-1)
             next_col = torch.full((B, 1), self.pad_id, dtype=torch.long, device=self.device)
             for b in active:
                 t = int(tokens[b])
@@ -216,7 +217,7 @@ class TokenRouteDecoder:
                 next_col[b, 0] = t
                 r.tokens.append(t)
                 r.experts.append(route[b] if self.router is not None else -1)
-                r.changed.append(router_logp is not None and int(greedy[b]) != int(expert_top[b]))
+                r.changed.append(router_logits is not None and int(greedy[b]) != int(expert_top[b]))
                 r.scores.append(float(final[b, t]))
                 if t in self.eos_ids:
                     finished[b], r.finish_reason = True, "eos"

@@ -5,7 +5,7 @@ the paper's baselines."""
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -17,10 +17,11 @@ import pandas as pd
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusion.collection import parts
-from fusion.config import LLMSpec, TokenRouteConfig
+from fusion.config import JudgeConfig, TokenRouteConfig
+from fusion.core.generate import BACKEND_COLUMNS, backend_session, fixed, generate_cached
+from fusion.core.identity import local_spec, model_key, output_key
 from fusion.models.load import load_causal_lm
-from fusion.target_eval import compare, held_out_queries, model_key, score_arm
+from fusion.target_eval import compare, held_out_queries, score_arm
 from fusion.tokenroute.engine import Generated, TokenRouteDecoder
 from fusion.tokenroute.router import ExpertRecord, RouterLM, expert_records, load_router
 from fusion.tokenroute.vocab import VocabularyMismatchError, shared_vocab_size
@@ -28,16 +29,12 @@ from fusion.tokenroute.vocab import VocabularyMismatchError, shared_vocab_size
 logger = logging.getLogger(__name__)
 
 FUSED, ROUTING_ONLY, SELECTION, PLAIN = "fusionroute", "routing-only", "sequence-selection", "fine-tuned"
-ROUTER_DIR, PLAIN_DIR = "router", "plain"
+FUSED_SFT = "fusionroute-sft"  # FusionRoute with the router as the SFT phase left it (the paper's CDPO ablation)
+ROUTER_DIR, PLAIN_DIR, SFT_ROUTER_DIR = "router", "plain", "router_sft"
 
 
 class ExpertMismatchError(ValueError):
     """The experts given are not the ones the router was trained for."""
-
-
-def _spec(name: str, model: str) -> LLMSpec:
-    """A pool-style entry for a local model (what :func:`fusion.target_eval.model_key` names weights by)."""
-    return LLMSpec(name=name, backend="transformers", model=model, input_price=0.0, output_price=0.0)
 
 
 # ---- experts ---------------------------------------------------------------------------------------------------
@@ -50,15 +47,12 @@ class Expert:
     adapter: Path | None = None
 
     def fingerprint(self) -> str:
-        """The weights' identity: the model reference (a folder by its files, a registered model by version) and
-        the adapter's files by content."""
-        h = hashlib.sha1(model_key(_spec(self.name, self.model)).encode())
-        if self.adapter is not None:
-            if not Path(self.adapter).is_dir():
-                raise FileNotFoundError(f"expert {self.name!r}: adapter folder {self.adapter} does not exist "
-                                        "(the experts stage writes models/experts/<name>/adapter)")
-            h.update(model_key(_spec(self.name, str(self.adapter))).encode())
-        return h.hexdigest()[:16]
+        """The weights' identity (:func:`fusion.core.identity.model_key`): the model reference (a folder by its
+        files, a registered model by version) and the adapter's files by content."""
+        if self.adapter is not None and not Path(self.adapter).is_dir():
+            raise FileNotFoundError(f"expert {self.name!r}: adapter folder {self.adapter} does not exist "
+                                    "(the experts stage writes models/experts/<name>/adapter)")
+        return model_key(local_spec(self.name, self.model), adapter=self.adapter)
 
     def load(self, *, model_cache: Path, device: str = "cpu", dtype: str = "float32"):
         """``(model, tokenizer)``: the adapter merged in, so each expert is a plain model with its own cache."""
@@ -196,11 +190,12 @@ def compute_stats(seqs: pd.DataFrame, experts: Sequence[Expert], tokenizer, out:
 
 def train_variant(seqs: pd.DataFrame, stats_dir: Path, experts: Sequence[Expert], cfg: TokenRouteConfig, *,
                   init: str, work: Path, model_cache: Path, fused: bool = True, on_step=None):
-    """``(router, tokenizer, outcome, fingerprint)``: the router trained from ``init`` (``fused=False``: the
-    no-routing baseline), resuming from ``work``."""
+    """``(router, tokenizer, outcome, fingerprint, after_sft)``: the router trained from ``init`` (``fused=False``:
+    the no-routing baseline), resuming from ``work``, and the router as the SFT phase left it (None when there was
+    no preference phase after it)."""
     from fusion.tokenroute.data import sequences_digest
     from fusion.tokenroute.stats import MANIFEST, read_all
-    from fusion.tokenroute.train import fingerprint, train_router
+    from fusion.tokenroute.train import AFTER_SFT, fingerprint, train_router
 
     manifest = json.loads((Path(stats_dir) / MANIFEST).read_text())
     digest = sequences_digest(seqs)
@@ -220,43 +215,39 @@ def train_variant(seqs: pd.DataFrame, stats_dir: Path, experts: Sequence[Expert]
     fp = fingerprint(digest, manifest, t, fused=fused, init=init)
     outcome = train_router(router, seqs, stats, names, t, vocab_size=vocab, work=work, fp=fp, fused=fused,
                            on_step=on_step)
-    return merged(router), tok, outcome, fp
+    after_sft = None
+    snap = Path(work) / AFTER_SFT
+    if snap.is_file():
+        state = torch.load(snap, map_location=router.lm.device, weights_only=False)
+        if state.get("fingerprint") == fp:
+            after_sft = copy.deepcopy(router)
+            after_sft.lm.load_state_dict(state["lm"])
+            after_sft.head.load_state_dict(state["head"])
+            after_sft = merged(after_sft)
+    return merged(router), tok, outcome, fp, after_sft
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
 
-_GEN_COLUMNS = {"key": "string", "text": "string", "prompt_tokens": "Int64", "output_tokens": "Int64",
-                "experts": "string", "changed": "string", "finish_reason": "string"}
-
-
-def _gen_key(arm_key: str, prompt: str, max_new_tokens: int) -> str:
-    return hashlib.sha1(f"{arm_key}\0{max_new_tokens}\0{prompt}".encode()).hexdigest()
+GEN_COLUMNS = {"text": "string", "prompt_tokens": "Int64", "output_tokens": "Int64", "experts": "string",
+               "changed": "string", "finish_reason": "string"}
 
 
 def decode_cached(decoder: TokenRouteDecoder, arm_key: str, prompts: Sequence[str], *, max_new_tokens: int,
                   cache_dir: Path, label: str) -> pd.DataFrame:
-    """Greedy answers of ``decoder`` to ``prompts``, cached by (arm, prompt) as Parquet parts: a killed evaluation
-    resumes where it stopped."""
-    d = Path(cache_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _GEN_COLUMNS.items()})
-    keys = [_gen_key(arm_key, p, max_new_tokens) for p in prompts]
-    have = set(parts.read_parts(d, ["key"], empty)["key"])
-    todo = sorted({k: p for k, p in zip(keys, prompts, strict=True) if k not in have}.items(), key=lambda kp: len(kp[1]))
-    if todo:
-        with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-            task = bar.add_task(label, total=len(todo))
-            for i in range(0, len(todo), decoder.batch_size):
-                chunk = todo[i:i + decoder.batch_size]
-                gens = decoder.generate([p for _, p in chunk], max_new_tokens=max_new_tokens)
-                parts.write_part(d, pd.DataFrame([
-                    {"key": k, "text": g.text, "prompt_tokens": g.prompt_tokens, "output_tokens": len(g.tokens),
-                     "experts": json.dumps(g.experts), "changed": json.dumps([int(c) for c in g.changed]),
-                     "finish_reason": g.finish_reason} for (k, _), g in zip(chunk, gens, strict=True)
-                ]).astype(_GEN_COLUMNS))
-                bar.update(task, advance=len(chunk))
-    table = parts.read_parts(d, ["key"], empty).set_index("key")
-    return table.loc[keys].reset_index()
+    """Greedy answers of ``decoder`` to ``prompts``, cached by (arm, prompt) through the shared generation loop
+    (:func:`fusion.core.generate.generate_cached`): a killed evaluation resumes where it stopped."""
+
+    def run(batch: list[str]) -> list[dict]:
+        return [{"text": g.text, "prompt_tokens": g.prompt_tokens, "output_tokens": len(g.tokens),
+                 "experts": json.dumps(g.experts), "changed": json.dumps([int(c) for c in g.changed]),
+                 "finish_reason": g.finish_reason}
+                for g in decoder.generate(batch, max_new_tokens=max_new_tokens)]
+
+    keys = [output_key(arm_key, p, max_new_tokens=max_new_tokens) for p in prompts]
+    got = generate_cached(keys, list(prompts), lambda: fixed(run, decoder.batch_size), cache_dir=cache_dir,
+                          columns=GEN_COLUMNS, label=label, error_column="finish_reason")
+    return got.drop(columns=["key"])
 
 
 def routing_summary(gens: pd.DataFrame, queries: pd.DataFrame, names: Sequence[str]) -> dict:
@@ -291,18 +282,51 @@ def mean_logprob(router: RouterLM, tokenizer, prompt: str, answer: str) -> float
     return float(tok.mean()) if len(tok) else float("-inf")
 
 
+def judge_answers(questions: Sequence[str], answers: Sequence[Sequence], judge: JudgeConfig, *, model_cache: Path,
+                  cache_dir: Path) -> np.ndarray:
+    """``[n_queries, n_experts]`` grades of each expert's answer by the judge, shown no reference (a reward
+    model's view); NaN where the verdict is unreadable or the call failed. Cached like every generation."""
+    from fusion.collection.judge import PREFILL, judge_prompt, parse_verdict
+
+    flat = [(q, str(a[i] or "")) for a in answers for i, q in enumerate(questions)]
+    prompts = [judge_prompt(q, a, None, judge.rubric_version) for q, a in flat]
+    mkey = model_key(judge.llm)
+    keys = [output_key(mkey, p, max_new_tokens=judge.max_new_tokens, prefill=PREFILL) for p in prompts]
+    session = backend_session(judge.llm, model_cache=model_cache, device=judge.device, dtype=judge.dtype,
+                              batch_size=judge.batch_size, max_new_tokens=judge.max_new_tokens, prefill=PREFILL)
+    got = generate_cached(keys, prompts, session, cache_dir=cache_dir, columns=BACKEND_COLUMNS, label="selection judge")
+    grades = [parse_verdict(t)[0] if e is None or pd.isna(e) else None for t, e in zip(got["text"], got["error"],
+                                                                                         strict=True)]
+    return np.array([np.nan if g is None else g for g in grades], dtype=float).reshape(len(answers),
+                                                                                          len(questions)).T
+
+
+def select_answers(grades: np.ndarray | None, likelihood: np.ndarray) -> np.ndarray:
+    """Per query the expert whose answer has the highest grade; among equal grades (or with no grade at all) the
+    one the router LM finds most likely. ``[n_queries, n_experts]`` each; the index per query."""
+    if grades is None:
+        return likelihood.argmax(1)
+    g = np.where(np.isnan(grades), -np.inf, grades)
+    best = g.max(1, keepdims=True)
+    tie_break = np.where(g == best, likelihood, -np.inf)
+    return tie_break.argmax(1)
+
+
 def evaluate(log: pd.DataFrame, router_dir: Path, plain_dir: Path | None, cfg: TokenRouteConfig, experts:
-             Sequence[Expert], *, model_cache: Path, cache_dir: Path, workers: int = 2) -> tuple[dict, dict]:
-    """FusionRoute against each expert alone, routing only, sequence selection (each expert answers; the answer
-    the router LM finds most likely per token is kept) and the fine-tuned model without routing, on the held-out
-    queries; ``(report, {arm: answers})``."""
+             Sequence[Expert], *, model_cache: Path, cache_dir: Path, workers: int = 2,
+             sft_router_dir: Path | None = None, judge: JudgeConfig | None = None) -> tuple[dict, dict]:
+    """FusionRoute against each expert alone, routing only, sequence selection (each expert answers; ``judge``
+    grades each answer and the best is kept, as the paper's external reward model does, or the router LM's
+    likelihood picks: ``eval.selection_scorer``) and the fine-tuned model without routing, on the held-out
+    queries; ``(report, {arm: answers})``. With ``sft_router_dir`` (the router after its SFT phase) routing only
+    routes with it, as the paper's ablation does, and FusionRoute after SFT is one more arm (what CDPO adds)."""
     ev = cfg.eval
     queries, skipped = held_out_queries(log, ev)
     if queries.empty:
         raise ValueError(f"no scoreable {ev.split!r} queries to evaluate the token level on")
     prompts = queries["prompt"].tolist()
     router, loaded, tok = open_router(router_dir, experts, model_cache=model_cache, device=ev.device, dtype=ev.dtype)
-    router_key = model_key(_spec("router", str(router_dir)))
+    router_key = model_key(local_spec("router", str(router_dir)))
     fps = {e.name: e.fingerprint() for e in experts}
     gens: dict[str, pd.DataFrame] = {}
     names = [n for n, _ in loaded]
@@ -310,21 +334,33 @@ def evaluate(log: pd.DataFrame, router_dir: Path, plain_dir: Path | None, cfg: T
         dec = TokenRouteDecoder([(name, model)], tok, batch_size=ev.batch_size)
         gens[f"expert-{name}"] = decode_cached(dec, f"single:{fps[name]}", prompts, max_new_tokens=ev.max_new_tokens,
                                                cache_dir=cache_dir, label=f"expert {name}")
-    for arm, combine in ((FUSED, "fused"), (ROUTING_ONLY, "routing")):
-        dec = TokenRouteDecoder(loaded, tok, router, combine=combine, policy=ev.policy, batch_size=ev.batch_size)
-        key = f"{combine}:{router_key}:{','.join(fps[n] for n in names)}"
+    routed = [(FUSED, "fused", router, router_key)]
+    if sft_router_dir is not None and Path(sft_router_dir).is_dir():
+        sft_router, sft_tok, _ = load_router(sft_router_dir, device=ev.device, dtype=ev.dtype)
+        shared_vocab_size({"router": sft_tok, "experts": tok}, {"router": sft_router.lm})
+        sft_key = model_key(local_spec("router", str(sft_router_dir)))
+        routed += [(FUSED_SFT, "fused", sft_router, sft_key), (ROUTING_ONLY, "routing", sft_router, sft_key)]
+    else:
+        routed.append((ROUTING_ONLY, "routing", router, router_key))
+    for arm, combine, r, rkey in routed:
+        dec = TokenRouteDecoder(loaded, tok, r, combine=combine, policy=ev.policy, batch_size=ev.batch_size)
+        key = f"{combine}:{rkey}:{','.join(fps[n] for n in names)}"
         gens[arm] = decode_cached(dec, key, prompts, max_new_tokens=ev.max_new_tokens, cache_dir=cache_dir, label=arm)
-    # sequence selection: each expert's answer, the one the router LM scores highest
-    scores = np.array([[mean_logprob(router, tok, p, str(gens[f"expert-{n}"].at[i, "text"] or ""))
-                        for n in names] for i, p in enumerate(prompts)])
-    pick = scores.argmax(1)
+    # sequence selection: each expert answers, a scorer picks one answer per query
+    likelihood = np.array([[mean_logprob(router, tok, p, str(gens[f"expert-{n}"].at[i, "text"] or ""))
+                            for n in names] for i, p in enumerate(prompts)])
+    graded = None
+    if ev.selection_scorer == "judge" and judge is not None and judge.llm is not None:
+        graded = judge_answers(queries["question"].tolist(), [gens[f"expert-{n}"]["text"].tolist() for n in names],
+                               judge, model_cache=model_cache, cache_dir=Path(cache_dir) / "selection-judge")
+    pick = select_answers(graded, likelihood)
     sel = pd.concat([gens[f"expert-{names[k]}"].iloc[[i]] for i, k in enumerate(pick)], ignore_index=True)
     sel["experts"] = [json.dumps([int(k)] * int(n)) for k, n in zip(pick, sel["output_tokens"], strict=True)]
     gens[SELECTION] = sel
     if plain_dir is not None and Path(plain_dir).is_dir():
         plain, _, _ = load_causal_lm(str(plain_dir), model_cache=model_cache, device=ev.device, dtype=ev.dtype)
         dec = TokenRouteDecoder([(PLAIN, plain)], tok, batch_size=ev.batch_size)
-        key = "plain:" + model_key(_spec(PLAIN, str(plain_dir)))
+        key = "plain:" + model_key(local_spec(PLAIN, str(plain_dir)))
         gens[PLAIN] = decode_cached(dec, key, prompts, max_new_tokens=ev.max_new_tokens, cache_dir=cache_dir,
                                     label=PLAIN)
     arms = {arm: score_arm(queries, g["text"].tolist(), g["prompt_tokens"].tolist(), g["output_tokens"].tolist(),
@@ -333,8 +369,11 @@ def evaluate(log: pd.DataFrame, router_dir: Path, plain_dir: Path | None, cfg: T
     report = compare(arms, pairs, n_boot=ev.n_boot)
     report["skipped"] = skipped
     report["experts"] = names
-    report["routing"] = {arm: routing_summary(gens[arm], queries, names) for arm in (FUSED, ROUTING_ONLY, SELECTION)}
+    report["routing"] = {arm: routing_summary(gens[arm], queries, names)
+                         for arm in (FUSED, FUSED_SFT, ROUTING_ONLY, SELECTION) if arm in gens}
+    report["routing_only_router"] = "after SFT" if FUSED_SFT in gens else "final"
     report["selection_picks"] = {n: int((pick == i).sum()) for i, n in enumerate(names)}
+    report["selection_scorer"] = "judge" if graded is not None else "router"
     examples = [{"query_id": q, "task": t, "experts": json.loads(e), "changed": json.loads(c)}
                 for q, t, e, c in zip(queries["query_id"], queries["task"], gens[FUSED]["experts"],
                                       gens[FUSED]["changed"], strict=True)]

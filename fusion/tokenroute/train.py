@@ -19,8 +19,6 @@ the reference log-probs, the history) is written every ``save_steps`` steps; a k
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -30,13 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
+from fusion.core.identity import digest as identity_digest
 from fusion.tokenroute.data import CHOSEN, REJECTED, SFT
+from fusion.tokenroute.losses import (
+    cdpo_loss,
+    completion_ce,
+    routing_loss,
+    selected_expert_logp,
+    sequence_logp,
+)
 from fusion.tokenroute.stats import informative_mask
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+AFTER_SFT = "after_sft.pt"  # the router when the SFT phase ended: the paper's routing-only ablation routes with it
 
 
 @dataclass
@@ -68,15 +74,13 @@ def make_batch(rows: pd.DataFrame, stats: dict[str, pd.DataFrame], names: list[s
 
 
 def sft_loss(router, batch: Batch, *, routing_weight: float, vocab_size: int) -> tuple[torch.Tensor, dict]:
+    """Run the router over ``batch``; the completion cross-entropy + λ · the routing loss (:mod:`.losses`)."""
     out = router(batch.ids, attention_mask=batch.attn)
-    logits = out.logits[:, :-1, :vocab_size].float()
-    targets = batch.ids[:, 1:]
-    ce = F.cross_entropy(logits[batch.comp], targets[batch.comp])
+    ce = completion_ce(out.logits[:, :-1, :vocab_size], batch.ids[:, 1:], batch.comp)
     parts = {"ce": float(ce.detach()), "informative": int(batch.info.sum())}
     loss = ce
     if routing_weight > 0 and bool(batch.info.any()):
-        p = torch.softmax(out.route_logits[:, :-1].float(), -1)[batch.info]
-        routing = -(p * batch.elp[batch.info]).sum(-1).mean()
+        routing = routing_loss(out.route_logits[:, :-1], batch.elp, batch.info)
         loss = ce + routing_weight * routing
         parts["routing"] = float(routing.detach())
     return loss, parts
@@ -84,27 +88,22 @@ def sft_loss(router, batch: Batch, *, routing_weight: float, vocab_size: int) ->
 
 def sequence_logps(router, batch: Batch, *, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The router LM's summed log-prob of each completion (with gradient), and the summed log-prob of the experts
-    the head selects at each position (a constant: the head's choice is made on a detached hidden state)."""
+    the head selects at each position (a constant)."""
     out = router(batch.ids, attention_mask=batch.attn)
-    lp = torch.log_softmax(out.logits[:, :-1, :vocab_size].float(), -1)
-    tok = lp.gather(-1, batch.ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    theta = (tok * batch.comp).sum(-1)
-    with torch.no_grad():
-        choice = router.head(out.hidden[:, :-1].detach()).argmax(-1)
-        expert = (batch.elp.gather(-1, choice.unsqueeze(-1)).squeeze(-1) * batch.comp).sum(-1)
+    theta = sequence_logp(out.logits[:, :-1, :vocab_size], batch.ids[:, 1:], batch.comp)
+    expert = selected_expert_logp(out.route_logits[:, :-1].detach(), batch.elp, batch.comp)
     return theta, expert
 
 
-def cdpo_loss(router, batch: Batch, ref: torch.Tensor, *, beta: float, vocab_size: int,
-              expert_bias: bool = True) -> tuple[torch.Tensor, dict]:
+def cdpo_step_loss(router, batch: Batch, ref: torch.Tensor, *, beta: float, vocab_size: int,
+                   expert_bias: bool = True) -> tuple[torch.Tensor, dict]:
     """``batch``: the chosen sequences of the pairs, then their rejected ones (same order); ``ref``: the
-    reference log-probs of the same rows."""
+    reference log-probs of the same rows. The loss is :func:`.losses.cdpo_loss` (plain DPO without the expert
+    bias)."""
     theta, expert = sequence_logps(router, batch, vocab_size=vocab_size)
     n = theta.shape[0] // 2
-    z = beta * ((theta[:n] - ref[:n]) - (theta[n:] - ref[n:]))
-    if expert_bias:
-        z = z + beta * (expert[:n] - expert[n:])
-    loss = -F.logsigmoid(z).mean()
+    bias = {"expert_chosen": expert[:n], "expert_rejected": expert[n:]} if expert_bias else {}
+    loss, z = cdpo_loss(theta[:n], theta[n:], ref[:n], ref[n:], beta=beta, **bias)
     z = z.detach()
     return loss, {"dpo": float(loss.detach()), "pref_accuracy": float((z > 0).float().mean()),
                   "margin": float(z.mean())}
@@ -151,10 +150,9 @@ def schedule(n_sft: int, n_pairs: int, cfg, seed: int) -> list[tuple[str, list[i
 
 
 def fingerprint(digest: str, stats_manifest: dict, cfg, *, fused: bool, init: str) -> str:
-    blob = json.dumps({"sequences": digest, "experts": stats_manifest.get("experts"),
-                       "order": stats_manifest.get("order"), "cfg": cfg.model_dump(mode="json"), "fused": fused,
-                       "init": init}, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return identity_digest({"sequences": digest, "experts": stats_manifest.get("experts"),
+                            "order": stats_manifest.get("order"), "cfg": cfg.model_dump(mode="json"), "fused": fused,
+                            "init": init})
 
 
 def _save(path: Path, state: dict) -> None:
@@ -216,7 +214,7 @@ def train_router(router, sequences: pd.DataFrame, stats: dict[str, pd.DataFrame]
                                    routing_weight=cfg.routing_weight if fused else 0.0, vocab_size=vocab_size)
         else:
             b, sids = pair_batch(idx)
-            loss, parts = cdpo_loss(router, b, torch.tensor([ref[s] for s in sids], device=device), beta=cfg.beta,
+            loss, parts = cdpo_step_loss(router, b, torch.tensor([ref[s] for s in sids], device=device), beta=cfg.beta,
                                     vocab_size=vocab_size, expert_bias=fused)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,6 +226,8 @@ def train_router(router, sequences: pd.DataFrame, stats: dict[str, pd.DataFrame]
         history.append(entry)
         if on_step is not None:
             on_step(step + 1, entry)
+        if step + 1 == cfg.sft_steps and cfg.mix_steps:
+            _save(work / AFTER_SFT, {"fingerprint": fp, "lm": router.lm.state_dict(), "head": router.head.state_dict()})
         if (step + 1) % cfg.save_steps == 0 or step + 1 == len(plan):
             _save(ckpt, {"fingerprint": fp, "step": step + 1, "lm": router.lm.state_dict(),
                          "head": router.head.state_dict(), "opt": opt.state_dict(), "history": history, "ref": ref})
