@@ -1,4 +1,4 @@
-"""Collector overhead: tokens/s of `fusion.collection.collect.collect` vs a bare batched `model.generate` loop.
+"""Collector overhead: tokens/s of `fusion.data.collect.collect` vs a bare batched `model.generate` loop.
 
 Same model, same prompts (the embedded default's queries in `direct` mode), same batch size and token budget,
 in one run. The ratio is what matters (the absolute numbers depend on the machine).
@@ -43,9 +43,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     args = ap.parse_args()
 
-    from fusion.collection.collect import collect
-    from fusion.collection.queries import build_queries
     from fusion.config import load_params
+    from fusion.data.collect import collect
+    from fusion.data.queries import build_queries
     from fusion.models.refs import materialize
     from fusion.tasks import get_task
 

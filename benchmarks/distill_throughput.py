@@ -1,4 +1,4 @@
-"""LoRA SFT throughput on this machine: `fusion.distill.train.train_lora` (TRL SFTTrainer + PEFT) vs a bare PyTorch
+"""LoRA SFT throughput on this machine: `fusion.core.lora.train_lora` (TRL SFTTrainer + PEFT) vs a bare PyTorch
 loop over the same examples with the same LoRA model (same batches, same completion-only loss), in one run.
 
 The ratio is what matters (the absolute numbers depend on the machine): it is the trainer's overhead. Peak memory is
@@ -28,9 +28,9 @@ def examples(n: int):
     import pandas as pd
 
     if ARC.is_file():
-        from fusion.distill.data import build_sft_data
-        from fusion.log.importers import import_log
-        from fusion.selection import recover_ground_truth
+        from fusion.core.selection import recover_ground_truth
+        from fusion.importers import import_log
+        from fusion.levels.model.data import build_sft_data
 
         log, _ = recover_ground_truth(import_log(ARC, "routerbench")[0])
         return build_sft_data(log, k=1).examples.head(n).reset_index(drop=True), "RouterBench ARC-Challenge train"
@@ -89,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from fusion.config import TrainerConfig
-    from fusion.distill.train import train_lora
+    from fusion.core.lora import train_lora
     from fusion.models.refs import materialize
 
     cache = ROOT / ".cache" / "models"

@@ -53,16 +53,16 @@ def main() -> None:
     import pandas as pd
 
     from fusion.config import DistillConfig, ThoughtConfig
-    from fusion.distill.data import DISTILLED, LABEL_ONLY
-    from fusion.distill.level import BASE, build_sets, evaluate_models
-    from fusion.distill.train import train_lora
-    from fusion.embedding import Encoder
-    from fusion.log.importers import import_log
+    from fusion.core.embedding import Encoder
+    from fusion.core.evaluation import compare, markdown, plot
+    from fusion.core.identity import local_spec as model_spec
+    from fusion.core.lora import train_lora
+    from fusion.core.selection import recover_ground_truth
+    from fusion.importers import import_log
+    from fusion.levels.model.data import DISTILLED, LABEL_ONLY
+    from fusion.levels.model.level import BASE, build_sets, evaluate_models
+    from fusion.levels.thought.level import build_templates, evaluate_templates
     from fusion.models.refs import MINILM, SMOLLM2
-    from fusion.selection import recover_ground_truth
-    from fusion.stages.levels import model_spec
-    from fusion.target_eval import compare, markdown, plot
-    from fusion.thought.level import build_templates, evaluate_templates
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     work = Path(args.work)

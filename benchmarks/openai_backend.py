@@ -4,7 +4,7 @@ concurrency, lose nothing, and what does it cost over calling the server directl
 Three ways to send the same N chat requests at the same concurrency, in one run, to one server:
 - direct: bare `httpx.AsyncClient` posts under a semaphore (no retries, no rate limit, no parsing beyond JSON);
 - backend: `OpenAIBackend.generate` (bounded concurrency, tenacity, usage tokens);
-- collector: `fusion.collection.collect.collect` with that backend (prompts, scoring, durable parts).
+- collector: `fusion.data.collect.collect` with that backend (prompts, scoring, durable parts).
 The order of the three is rotated over `--repeats` rounds; the report gives requests/s, errors, and the overhead
 of backend and collector against direct (ratios of wall time, same run).
 
@@ -59,9 +59,9 @@ def main() -> None:
 
     from fusion.backends import Request, make_backend
     from fusion.backends.local_server import local_server
-    from fusion.collection.collect import collect
-    from fusion.collection.queries import build_queries
     from fusion.config import CollectConfig, LLMSpec, QueriesConfig
+    from fusion.data.collect import collect
+    from fusion.data.queries import build_queries
     from fusion.tasks import get_task
 
     queries = build_queries(QueriesConfig(seed=0, test_fraction=0.3, sources=[

@@ -1,6 +1,6 @@
 """Router benchmark (issue 3): quality on the real routing logs, and routing speed on this machine.
 
-Quality: :func:`fusion.routers.benchmark.run_benchmark` (official test split) for knn, mlp, svm, mf and graph plus the
+Quality: :func:`fusion.levels.query.benchmark.run_benchmark` (official test split) for knn, mlp, svm, mf and graph plus the
 baselines, in the Performance First and Balance scenarios, on the LLMRouter 14-task log (5,608 train / 500 test
 queries x 9 LLMs) and the RouterBench 0-shot 3-task log (its own train/test CSV files: 2,225 / 953 prompts x 11
 LLMs). Test queries whose text also appears in the training split are counted, and where there are any the
@@ -77,16 +77,16 @@ def quick_settings() -> BenchSettings:
 def load_or_build(name: str, cache: Path, data_root: Path, encoder_ref: str | None = None):
     """The routing data (Performance First) of log ``name`` with MiniLM embeddings: the log from ``cache`` or
     imported from ``data_root`` (and cached), the embeddings from the encoder's content cache."""
-    from fusion.embedding import Encoder
+    from fusion.core.embedding import Encoder
+    from fusion.levels.query.data import load_routing_data
     from fusion.log.schema import read_log, write_log
     from fusion.models.refs import MINILM
-    from fusion.routers.data import load_routing_data
 
     log_file = cache / f"{name}.parquet"
     if log_file.is_file():
         log = read_log(log_file)
     else:
-        from fusion.log.importers import import_log
+        from fusion.importers import import_log
 
         folder, fmt = LOGS[name]
         src = data_root / folder
@@ -109,7 +109,7 @@ def repeats_mask(data) -> np.ndarray:
 # quality ------------------------------------------------------------------------------------------------------
 def quality(data, settings: BenchSettings) -> dict:
     """run_benchmark on the official split; again without the train-test repeats when there are any."""
-    from fusion.routers.benchmark import BenchConfig, run_benchmark
+    from fusion.levels.query.benchmark import BenchConfig, run_benchmark
 
     cfg = BenchConfig(routers=settings.routers, scenarios=settings.scenarios, seed=settings.seed)
     out = {"with_repeats": run_benchmark(data, cfg)}
@@ -234,7 +234,7 @@ def end_to_end(routers: dict[str, Any], encoder: TextEncoder, texts: list[str], 
 
 
 def fit_routers(train, names: Sequence[str], params: dict[str, dict], seed: int) -> tuple[dict, dict[str, float]]:
-    from fusion.routers import make_router
+    from fusion.levels.query import make_router
 
     routers, fit_s = {}, {}
     for name in names:
@@ -248,7 +248,7 @@ def fit_routers(train, names: Sequence[str], params: dict[str, dict], seed: int)
 
 def speed(data, settings: BenchSettings, encoder: TextEncoder | None) -> dict:
     """Training time, one-query latency, 10k batch and end-to-end throughput on ``data`` (Performance First)."""
-    from fusion.routers.evaluation import outcome
+    from fusion.levels.query.evaluation import outcome
 
     train, test = data.split("train"), data.split("test")
     params = {**settings.routers, "encoder": settings.encoder_router}
@@ -292,7 +292,7 @@ def run(datasets: dict[str, Any], settings: BenchSettings, encoder: TextEncoder 
     """Every measurement on ``datasets`` (log name -> RoutingData); the core of the script."""
     t0 = time.perf_counter()
     result: dict[str, Any] = {"settings": asdict(settings), "targets": TARGETS, "machine": machine(), "logs": {}}
-    from fusion.routers.baselines import BASELINES
+    from fusion.levels.query.baselines import BASELINES
 
     learned = [r for r in settings.routers if r not in BASELINES]
     for name, data in datasets.items():
@@ -418,9 +418,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     settings = quick_settings() if args.quick else BenchSettings()
     if args.logs:
         settings.logs = tuple(s.strip() for s in args.logs.split(",") if s.strip())
-    from fusion.embedding import Encoder
+    from fusion.core.embedding import Encoder
+    from fusion.levels.query.base import json_default
     from fusion.models.refs import MINILM
-    from fusion.routers.base import json_default
 
     datasets = {n: load_or_build(n, args.cache, args.data_root) for n in settings.logs}
     encoder = Encoder(MINILM, None, 64)  # no cache: every call really encodes

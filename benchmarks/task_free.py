@@ -1,7 +1,7 @@
 """Routing without task labels (issue 12): task inference, unseen tasks, and a quality floor at the least cost.
 
 On the LLMRouter 14-task log and the RouterBench 0-shot 3-task log (MiniLM embeddings; logs and embeddings cached
-as in ``benchmarks/routers.py``), with :func:`fusion.routers.benchmark.run_benchmark`:
+as in ``benchmarks/routers.py``), with :func:`fusion.levels.query.benchmark.run_benchmark`:
 
 1. **served without task**: the official split, each learned router trained with labels and scored twice (tasks
    given / tasks absent, as a pyfunc client sends them: the router infers them), and the same routers trained
@@ -48,7 +48,7 @@ TARGETS = {"served_without_task_tolerance": 0.005, "floor_cost_saving": 0.5, "fl
 
 
 def _bench(data, routers, scenarios=("performance_first",), **kw) -> dict:
-    from fusion.routers.benchmark import BenchConfig, run_benchmark
+    from fusion.levels.query.benchmark import BenchConfig, run_benchmark
 
     t0 = time.perf_counter()
     cfg = BenchConfig(routers={r: {} for r in routers}, scenarios=tuple(scenarios), sweep=False, **kw)
@@ -92,7 +92,7 @@ def run_log(name: str, data, *, quick: bool, seed: int = 0, parts: tuple[str, ..
 
 
 def speed_without_task(data, names, seed: int, repeats: int) -> dict:
-    from fusion.routers import make_router
+    from fusion.levels.query import make_router
 
     train, test = data.split("train"), data.split("test")
     out = {}
@@ -158,7 +158,7 @@ def print_tables(out: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fusion.routers.report import format_ci, format_paths
+    from fusion.levels.query.report import format_ci, format_paths
 
     console = Console(width=160)
     std, bt = _recs(out["standard"]), _recs(out["blind_trained"])
@@ -204,7 +204,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for lib in ("fusion", "sklearn"):
         logging.getLogger(lib).setLevel(logging.WARNING)
-    from fusion.routers.base import json_default
+    from fusion.levels.query.base import json_default
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name in [s for s in args.logs.split(",") if s]:

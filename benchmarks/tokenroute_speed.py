@@ -53,8 +53,8 @@ def build(args):
 
     import torch
 
+    from fusion.levels.token.level import init_router, open_router
     from fusion.models.load import load_causal_lm
-    from fusion.tokenroute.level import init_router, open_router
 
     cache = ROOT / ".cache" / "models"
     if args.router:
@@ -90,7 +90,7 @@ def main() -> None:
     import torch
     from transformers import GenerationConfig
 
-    from fusion.tokenroute.engine import TokenRouteDecoder
+    from fusion.levels.token.engine import TokenRouteDecoder
 
     torch.set_grad_enabled(False)
     router, experts, tok, what = build(args)

@@ -45,9 +45,9 @@ def main() -> None:
     import vllm
 
     from fusion.backends import make_backend
-    from fusion.collection.collect import collect
-    from fusion.collection.queries import build_queries
     from fusion.config import LLMSpec, load_params
+    from fusion.data.collect import collect
+    from fusion.data.queries import build_queries
     from fusion.tasks import get_task
 
     params = load_params(args.params)

@@ -5,7 +5,7 @@ branches run at once (the routers, the thought level, the model level and the ex
 dvc.yaml stays the one declaration of the stages, their dependencies, parameters and outputs; the flow reads it
 through DVC's own API (``Repo(root).index.graph``), never by parsing it.
 
-Each task calls the stage runner from :mod:`fusion.stages` (through :func:`fusion.stages.driving.run_stage`); the
+Each task calls the stage runner from :mod:`fusion.stages` (through :func:`fusion.stages.run_stage`); the
 flow holds no business logic. Two stages run differently: ``collect`` is a subflow of mapped shards
 (``collect.scale_out``: a thread pool, or a Dask cluster; GPU shards to a GPU work pool), and ``distill`` goes to
 the GPU deployment ``distill.gpu_deployment`` when it is set. A failed stage is retried ``pipeline.retries`` times
@@ -42,7 +42,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from fusion.config import PipelineConfig, ScaleOutConfig
-from fusion.stages.driving import load_params, run_stage
+from fusion.stages import load_params, run_stage
 from fusion.tracking import use_registry
 
 #: the project this flow ships in: its dvc.yaml declares the stages when the parameters' folder has none
@@ -229,7 +229,7 @@ def task_runner(cfg: ScaleOutConfig):
 @task(name="collect-shard", retries=2, retry_delay_seconds=10)
 def collect_shard_task(params_path: str, shard: dict) -> int:
     """One shard of the collection: whole parts of one candidate (resumable, so a retry loses nothing)."""
-    from fusion.stages.collect import run_one_shard
+    from fusion.data.stages.collect import run_one_shard
 
     rows = run_one_shard(load_params(params_path), shard)
     get_run_logger().info("shard %s:%s#%d: %d rows", shard["llm"], shard["mode"], shard["index"], rows)
@@ -246,7 +246,7 @@ def collect_shard_flow(params_path: str, shard: dict) -> int:
 def collect_flow(params_path: str) -> dict:
     """Collection as mapped shards on this flow's task runner (see :func:`task_runner`); shards of vllm pool
     entries go to ``collect.scale_out.gpu_deployment`` when set. Returns the log's path and the shard count."""
-    from fusion.stages.collect import finish, plan_shards
+    from fusion.data.stages.collect import finish, plan_shards
 
     params = load_params(params_path)
     cfg = params.collect.scale_out

@@ -1,5 +1,5 @@
 """MLflow: one run per stage execution, and the registry client and aliases (serving a registered router as a
-pyfunc model is :mod:`fusion.routers.serving`).
+pyfunc model is :mod:`fusion.levels.query.serving`).
 
 The default store is a local SQLite file with a local artifact folder; point ``tracking.uri`` at a tracking server
 for a shared deployment. Nothing here runs at import time.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.config import TrackingConfig
+from fusion.core.config import TrackingConfig
 
 logger = logging.getLogger(__name__)
 

@@ -35,10 +35,14 @@ def all_modules() -> list[str]:
 
 @cache
 def imports_of(module: str) -> frozenset[str]:
-    """Every module (of any package) that ``module`` imports by name, anywhere in its source; for ``from a import
-    b`` the module ``a.b`` when it is a module, else ``a``."""
+    """Every module (of any package) that ``module`` imports by name, anywhere in its source but under ``if
+    TYPE_CHECKING:`` (a type for the checker, never run); for ``from a import b`` the module ``a.b`` when it is a
+    module, else ``a``."""
     path = module_file(module)
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
     is_pkg = path.name == "__init__.py"
     out = set()
     for node in ast.walk(tree):
@@ -117,16 +121,52 @@ def registry_modules() -> dict[str, list[str]]:
     """Code loaded without an import statement: modules a registry imports through ``importlib`` and the
     sandbox's child program (run from its source text): the module that loads them -> the modules it loads."""
     from fusion.backends.base import _LAZY
-    from fusion.routers.base import ROUTER_MODULES
+    from fusion.levels.query.base import ROUTER_MODULES
 
-    return {"fusion.routers.base": [f"fusion.routers.{m}" for m in ROUTER_MODULES],
+    return {"fusion.levels.query.base": [f"fusion.levels.query.{m}" for m in ROUTER_MODULES],
             "fusion.backends.base": sorted(set(_LAZY.values())),
             "fusion.tasks.sandbox": ["fusion.tasks.sandbox_child"]}
 
 
 def runner_closure(stage: str) -> set[str]:
-    """Every ``fusion`` module the stage's runner (``fusion.stages.<stage>``) can run."""
-    return closure(f"fusion.stages.{stage}", runtime=True)
+    """Every ``fusion`` module the stage's runner (its module in its level's ``stages`` folder) can run, and the
+    module of its level's parameters (their defaults decide what the stage does: the runner reads them through the
+    assembled ``Params``, a type only the drivers import)."""
+    from fusion.stages import HOMES, runner_module
+
+    level = HOMES[stage].rsplit(".stages", 1)[0]
+    out = closure(runner_module(stage), runtime=True)
+    for m in (f"{level}.config", "fusion.core.config"):
+        out |= closure(m, runtime=True)
+    return out
+
+
+def code_deps(stage: str) -> list[str]:
+    """What ``dvc.yaml`` should list as the stage's code: the files its runner can run, a folder where it runs every
+    module of it (a level's folder, the core), each file otherwise."""
+    files = {module_file(m).relative_to(REPO_ROOT) for m in runner_closure(stage)}
+    out: set = set()
+    for f in files:
+        d, top = f.parent, None
+        while d != Path("."):  # the outermost folder below fusion/ all of whose modules the stage runs
+            if d != Path("fusion") and all(g.relative_to(REPO_ROOT) in files for g in (REPO_ROOT / d).rglob("*.py")):
+                top = d
+            d = d.parent
+        out.add(top or f)
+    return sorted(str(x) for x in out)
+
+
+def extra_code_deps(stage: str, deps: list[str]) -> list[str]:
+    """The code entries of ``deps`` that hold no module the stage's runner can run (an edit there would rerun the
+    stage for nothing)."""
+    files = {module_file(m) for m in runner_closure(stage)}
+    out = []
+    for d in deps:
+        p = REPO_ROOT / d
+        holds = [p] if p.suffix == ".py" else list(p.rglob("*.py"))
+        if not any(f in files for f in holds) or (p.is_dir() and not all(f in files for f in holds)):
+            out.append(d)
+    return out
 
 
 def missing_code_deps(stage: str, deps: list[str]) -> list[str]:

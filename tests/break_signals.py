@@ -33,52 +33,52 @@ class Break:
 
 TOKEN = ("tests/test_tokenroute_losses.py", "tests/test_tokenroute_train.py")
 BREAKS = [
-    Break("routing loss: sign flipped", "fusion/tokenroute/losses.py",
+    Break("routing loss: sign flipped", "fusion/levels/token/losses.py",
           "return -(torch.softmax(scores, -1) * lp).sum(-1).mean()",
           "return (torch.softmax(scores, -1) * lp).sum(-1).mean()", TOKEN),
-    Break("routing loss: on every position, not only where the experts disagree", "fusion/tokenroute/train.py",
+    Break("routing loss: on every position, not only where the experts disagree", "fusion/levels/token/train.py",
           "routing_loss(out.route_logits[:, :-1], batch.elp, batch.info)",
           "routing_loss(out.route_logits[:, :-1], batch.elp, batch.comp)", TOKEN),
-    Break("routing loss: mask ignored inside the loss", "fusion/tokenroute/losses.py",
+    Break("routing loss: mask ignored inside the loss", "fusion/levels/token/losses.py",
           "scores = route_logits[informative].float()\n    lp = expert_logp[informative].float()",
           "scores = route_logits.flatten(0, -2).float()\n    lp = expert_logp.flatten(0, -2).float()", TOKEN),
-    Break("token-level cross-entropy: on prompt tokens too", "fusion/tokenroute/train.py",
+    Break("token-level cross-entropy: on prompt tokens too", "fusion/levels/token/train.py",
           "completion_ce(out.logits[:, :-1, :vocab_size], batch.ids[:, 1:], batch.comp)",
           "completion_ce(out.logits[:, :-1, :vocab_size], batch.ids[:, 1:], batch.attn[:, 1:].bool())", TOKEN),
-    Break("CDPO: without its reference term", "fusion/tokenroute/losses.py",
+    Break("CDPO: without its reference term", "fusion/levels/token/losses.py",
           "z = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))",
           "z = beta * (policy_chosen - policy_rejected)", TOKEN),
-    Break("CDPO: sign of the margin flipped", "fusion/tokenroute/losses.py",
+    Break("CDPO: sign of the margin flipped", "fusion/levels/token/losses.py",
           "return -F.logsigmoid(z).mean(), z", "return -F.logsigmoid(-z).mean(), z", TOKEN),
-    Break("CDPO: expert term with the wrong sign", "fusion/tokenroute/losses.py",
+    Break("CDPO: expert term with the wrong sign", "fusion/levels/token/losses.py",
           "z = z + beta * (expert_chosen - expert_rejected).detach()",
           "z = z - beta * (expert_chosen - expert_rejected).detach()", TOKEN),
-    Break("decoder: takes the lowest-weight expert", "fusion/tokenroute/losses.py",
+    Break("decoder: takes the lowest-weight expert", "fusion/levels/token/losses.py",
           "return route_scores.argmax(-1)", "return route_scores.argmin(-1)",
           ("tests/test_tokenroute_losses.py", "tests/test_tokenroute_engine.py")),
-    Break("decoder: complementary logits subtracted", "fusion/tokenroute/losses.py",
+    Break("decoder: complementary logits subtracted", "fusion/levels/token/losses.py",
           "out = out + torch.log_softmax(router_logits.float(), -1)",
           "out = out - torch.log_softmax(router_logits.float(), -1)",
           ("tests/test_tokenroute_losses.py", "tests/test_tokenroute_engine.py")),
-    Break("decoder: complementary logits dropped", "fusion/tokenroute/engine.py",
+    Break("decoder: complementary logits dropped", "fusion/levels/token/engine.py",
           "final = fuse_logprobs(router_logits, chosen)", "final = fuse_logprobs(None, chosen)",
           ("tests/test_tokenroute_engine.py",)),
-    Break("distillation: completion_only_loss=False", "fusion/distill/train.py",
+    Break("distillation: completion_only_loss=False", "fusion/core/lora.py",
           "completion_only_loss=True,", "completion_only_loss=False,",
           ("tests/test_distill_train.py::test_the_collator_labels_the_completion_only",)),
-    Break("thought retrieval: least similar first", "fusion/thought/bank.py",
+    Break("thought retrieval: least similar first", "fusion/levels/thought/bank.py",
           "order = np.argsort(-sims[j][ok], kind=\"stable\")[:k]",
           "order = np.argsort(sims[j][ok], kind=\"stable\")[:k]", ("tests/test_levels.py",)),
-    Break("thought retrieval: near-duplicate guard off", "fusion/thought/bank.py",
+    Break("thought retrieval: near-duplicate guard off", "fusion/levels/thought/bank.py",
           "near = (norm_bank[rows] == qn[qi]) | (sims[j] >= threshold)",
           "near = np.zeros(rows.size, dtype=bool)", ("tests/test_levels.py",)),
-    Break("reward: cost term added instead of subtracted", "fusion/rewards.py",
+    Break("reward: cost term added instead of subtracted", "fusion/levels/query/rewards.py",
           "return alpha * perf_n - beta * cost_n", "return alpha * perf_n + beta * cost_n",
           ("tests/test_rewards_routers.py",)),
-    Break("router: routes to the lowest utility", "fusion/routers/features.py",
+    Break("router: routes to the lowest utility", "fusion/levels/query/features.py",
           "    return np.argmax(U, axis=1)", "    return np.argmin(U, axis=1)",
           ("tests/test_rewards_routers.py", "tests/test_routers_family.py")),
-    Break("promotion gate: promotes the worse model", "fusion/promotion.py",
+    Break("promotion gate: promotes the worse model", "fusion/core/promotion.py",
           "if delta > margin:", "if delta < -margin:", ("tests/test_promote.py",)),
 ]
 
@@ -92,10 +92,12 @@ def _copy(dst: Path) -> None:
 def _pytest(tree: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *tests],
                           cwd=tree, env=env, capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.strip()]
-    return proc.returncode, time.perf_counter() - t0, lines[-1] if lines else proc.stderr[-200:]
+    failed = [x.split(" ", 1)[1].split(" - ")[0] for x in lines if x.startswith("FAILED ")]
+    summary = lines[-1] if lines else proc.stderr[-200:]
+    return proc.returncode, time.perf_counter() - t0, (f"{summary}; failed: {', '.join(failed)}" if failed else summary)
 
 
 def baseline(breaks: list[Break]) -> None:

@@ -55,6 +55,9 @@ def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
                     "eval": {"max_new_tokens": 8, "batch_size": 8, "n_boot": 200},
                     "registered_model": "tiny-distilled"}),
         "tokenroute": _merged(repo["tokenroute"], {
+                    "base": str(model_dir),
+                    "expert_train": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_length": 256,
+                                     "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8}},
                     "data": {"per_domain": 8, "max_pairs": 8, "max_length": 768},
                     "train": {"sft_steps": 3, "mix_steps": 2, "batch_size": 4, "save_steps": 2,
                               "learning_rate": 1e-3},
@@ -83,9 +86,9 @@ def write_oracle_log(root: Path, params_path: Path, *, name: str = "oracle.jsonl
     log with response texts would bring): what the thought and model levels learn from in the tiny profile."""
     import pandas as pd
 
-    from fusion.collection.queries import build_queries
     from fusion.config import load_params
-    from fusion.log.importers import write_long
+    from fusion.data.queries import build_queries
+    from fusion.importers import write_long
 
     q = build_queries(load_params(params_path).queries)
     log = q.assign(llm="oracle", mode="direct", candidate="oracle:direct", backend="import:long", response="Answer: " + q["ground_truth"], performance=1.0,

@@ -85,8 +85,8 @@ def with_cluster_texts(log: pd.DataFrame, templates: tuple[str, str] = RIVER_TEX
 
 def minilm_data(log: pd.DataFrame, cache_dir, alpha: float = 1.0, beta: float = 0.0):
     """(encoder, RoutingData) with real MiniLM embeddings of the log's texts."""
-    from fusion.embedding import Encoder, embed_queries
-    from fusion.routers import build_routing_data
+    from fusion.core.embedding import Encoder, embed_queries
+    from fusion.levels.query import build_routing_data
 
     enc = Encoder(MINILM, cache_dir=cache_dir)
     return enc, build_routing_data(log, embed_queries(log, enc), alpha, beta)

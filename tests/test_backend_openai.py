@@ -8,9 +8,9 @@ import pytest
 
 from fusion.backends import BackendOptionError, Request, check_pool, make_backend
 from fusion.backends.local_server import free_port, local_server
-from fusion.collection.collect import collect
-from fusion.collection.queries import build_queries
 from fusion.config import CollectConfig, LLMSpec, QueriesConfig
+from fusion.data.collect import collect
+from fusion.data.queries import build_queries
 from fusion.log.schema import check_log
 from fusion.log.summary import error_summary
 from tests.fault_server import FaultServer
@@ -106,7 +106,7 @@ def test_api_key_only_from_the_environment_never_stored(queries, tmp_path, monke
     import logging
 
     from fusion.config import TrackingConfig, parse_params
-    from fusion.stages import collect as stage
+    from fusion.data.stages import collect as stage
 
     secret = "sk-test-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
     monkeypatch.setenv("FUSION_TEST_API_KEY", secret)

@@ -12,9 +12,9 @@ import types
 import pytest
 
 from fusion.backends import make_backend
-from fusion.collection.collect import collect
-from fusion.collection.queries import build_queries
 from fusion.config import CollectConfig, LLMSpec, QueriesConfig
+from fusion.data.collect import collect
+from fusion.data.queries import build_queries
 
 
 def _standin_vllm(calls: list):

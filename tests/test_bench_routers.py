@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from routing_fixtures import cluster_log
 
-from fusion.routers import build_routing_data
-from fusion.routers.base import json_default
+from fusion.levels.query import build_routing_data
+from fusion.levels.query.base import json_default
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "routers.py"
 

@@ -52,8 +52,8 @@ def test_tables_printed_to_a_pipe_are_whole(tmp_path, repo_root):
 
     from routing_fixtures import cluster_log
 
-    from fusion.routers import build_routing_data, make_router
-    from fusion.routers.evaluation import evaluate_routers
+    from fusion.levels.query import build_routing_data, make_router
+    from fusion.levels.query.evaluation import evaluate_routers
 
     log, emb = cluster_log(n_per_cluster=20)
     data = build_routing_data(log, emb, 1.0, 0.0)
@@ -75,7 +75,7 @@ def test_data_validate_quarantines_a_bad_row_of_a_file(tmp_path):
 
     from routing_fixtures import cluster_log
 
-    from fusion.log.importers import write_long
+    from fusion.importers import write_long
 
     log, _ = cluster_log(n_per_cluster=4)
     src = tmp_path / "drop.jsonl"

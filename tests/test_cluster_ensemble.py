@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from routing_fixtures import separable_task_log
 
-from fusion.routers import build_routing_data, make_router
-from fusion.routers.base import RouterParamError
-from fusion.routers.features import routed_value
+from fusion.levels.query import build_routing_data, make_router
+from fusion.levels.query.base import RouterParamError
+from fusion.levels.query.features import routed_value
 
 
 @pytest.fixture(scope="module")

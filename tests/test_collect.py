@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from fusion.backends import make_backend
-from fusion.collection.collect import BudgetExceeded, collect, llm_dir, plan, read_parts
-from fusion.collection.queries import build_queries
 from fusion.config import CollectConfig, LLMSpec, QueriesConfig
+from fusion.data.collect import BudgetExceeded, collect, llm_dir, plan, read_parts
+from fusion.data.queries import build_queries
 from fusion.log.schema import check_log
 
 
@@ -140,7 +140,7 @@ def test_max_cost_stops_before_or_during_a_run_keeping_finished_parts(queries, s
 
 
 def test_replay_backend_rescores_an_existing_log(queries, spec, tmp_path):
-    from fusion.log.importers import write_long
+    from fusion.importers import write_long
 
     original = collect(queries, [spec], CFG, tmp_path / "ref", model_cache=tmp_path / "mc")
     write_long(original, tmp_path / "old.jsonl")

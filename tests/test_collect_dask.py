@@ -31,8 +31,8 @@ def test_shards_on_a_dask_local_cluster_equal_the_sequential_log(tmp_path, tiny_
     from prefect_dask import DaskTaskRunner
 
     from flows.pipeline import collect_flow, task_runner
-    from fusion.stages import collect as stage
-    from fusion.stages.driving import load_params, run_stage
+    from fusion.data.stages import collect as stage
+    from fusion.stages import load_params, run_stage
 
     seq = _profile(tmp_path / "seq", tiny_llama)
     run_stage("queries", seq)

@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from fusion.config import ConfigError, load_params, parse_params
-from fusion.routers.base import RouterParamError
-from fusion.stages.driving import load_params as load_checked
+from fusion.levels.query.base import RouterParamError
+from fusion.stages import load_params as load_checked
 
 
 def _base(repo_root: Path) -> dict:
@@ -103,7 +103,7 @@ def test_bad_pool_entries(repo_root):
         parse_params(data)
     data = _base(repo_root)
     data["pool"].append(dict(data["pool"][0]))
-    with pytest.raises(ConfigError, match="repeated LLM names"):
+    with pytest.raises(ConfigError, match="pool has repeated names"):
         parse_params(data)
 
 

@@ -29,7 +29,7 @@ def _cfg(**kw) -> TrainerConfig:
 
 @pytest.fixture(scope="module")
 def trained(tiny_llama, tmp_path_factory):
-    from fusion.distill.train import train_lora
+    from fusion.core.lora import train_lora
 
     out = tmp_path_factory.mktemp("distill")
     return train_lora(EXAMPLES, str(tiny_llama), out, _cfg(), model_cache=out / "cache")
@@ -66,15 +66,15 @@ def test_adapter_reloads_and_merged_equals_adapter(trained, tmp_path):
 def test_registered_model_loads_by_alias(trained, tmp_path, monkeypatch):
     import mlflow
 
-    from fusion.distill.registry import log_distilled
+    from fusion.core.lora import log_lora_model
+    from fusion.core.promotion import CHAMPION
     from fusion.models.refs import ModelNotFoundError, materialize
-    from fusion.promotion import CHAMPION
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("t")
     with mlflow.start_run():
-        version = log_distilled(mlflow, trained.merged, trained.adapter, registered_model="tiny-distilled",
+        version = log_lora_model(mlflow, trained.merged, trained.adapter, registered_model="tiny-distilled",
                                 tags={"fusion.data.md5": "abc"})
     client = mlflow.MlflowClient(uri)
     client.set_registered_model_alias("tiny-distilled", CHAMPION, version)
@@ -95,7 +95,7 @@ import sys, time, json
 import pandas as pd
 from pathlib import Path
 from fusion.config import TrainerConfig
-from fusion.distill.train import train_lora
+from fusion.core.lora import train_lora
 ex = pd.read_json(sys.argv[3], orient="records")
 cfg = TrainerConfig(**json.loads(sys.argv[4]))
 slow = lambda step, logs: time.sleep(float(sys.argv[5]))
@@ -148,17 +148,19 @@ def test_domain_experts_train_and_register(tmp_path, tiny_llama, shared_data):
     import mlflow
     import yaml
 
-    from fusion.stages.driving import load_params
-    from fusion.stages.experts import run
+    from fusion.levels.token.stages.experts import run
+    from fusion.stages import load_params
     from tests.profiles import write_tiny_profile
 
     params_path = write_tiny_profile(tmp_path, tiny_llama)
     p = yaml.safe_load(params_path.read_text())
     queries = shared_data / "queries"
-    p["distill"]["experts"] = [
-        {"name": "math", "task": "gsm8k", "source": str(queries / "gsm8k" / "train.jsonl"), "limit": 8},
-        {"name": "code", "task": "mbpp", "source": str(queries / "mbpp.jsonl"), "id_range": [601, 974], "limit": 8,
-         "mode": "direct", "train": {"max_steps": 2, "batch_size": 4, "save_steps": 2}},
+    p["tokenroute"]["experts"] = [
+        {"name": "base"},
+        {"name": "math", "train": {"task": "gsm8k", "source": str(queries / "gsm8k" / "train.jsonl"), "limit": 8}},
+        {"name": "code", "train": {"task": "mbpp", "source": str(queries / "mbpp.jsonl"), "id_range": [601, 974],
+                                   "limit": 8, "mode": "direct",
+                                   "trainer": {"max_steps": 2, "batch_size": 4, "save_steps": 2}}},
     ]
     params_path.write_text(yaml.safe_dump(p, sort_keys=False))
     out = run(load_params(params_path))
@@ -174,16 +176,16 @@ def test_domain_experts_train_and_register(tmp_path, tiny_llama, shared_data):
         assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
         assert isinstance(_greedy(str(adapter), tmp_path, ["What is 2 + 2?"])[0], str)
     with pytest.raises(ValueError, match="no reference solutions"):
-        from fusion.config import ExpertConfig
-        from fusion.distill.experts import expert_examples
+        from fusion.levels.token.config import TokenExpertConfig
+        from fusion.levels.token.experts import expert_examples
 
-        expert_examples(ExpertConfig(name="x", task="arc_challenge", source="hf"))
+        expert_examples(TokenExpertConfig(name="x", train={"task": "arc_challenge", "source": "hf"}))
 
 
 def test_the_collator_labels_the_completion_only(tiny_llama, tmp_path):
     """Token by token: the labels of a collated batch are -100 on every prompt token and on padding, and the
     token itself on every completion token (the chat-rendered assistant turn), so only the answer is learnt."""
-    from fusion.distill.train import sft_trainer
+    from fusion.core.lora import sft_trainer
 
     examples = pd.DataFrame({"query_id": ["a", "b"], "prompt": ["What is 12 + 30?", "Name a colour of the sky"],
                              "completion": ["Answer: 42", "The sky is blue on a clear day"]})

@@ -366,7 +366,7 @@ def _fails_unpicklably():
         def render(self) -> str:
             return "3 blocking expectations failed"
 
-    from fusion.collection.validate import ValidationFailed
+    from fusion.data.validate import ValidationFailed
 
     raise ValidationFailed(Report())
 

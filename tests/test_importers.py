@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from rich.table import Table
 
-from fusion.log.importers import (
+from fusion.importers import (
     IMPORTERS,
     MISSING_SCORE,
     ImportSummary,
@@ -25,8 +25,8 @@ from fusion.log.importers import (
     summarize,
     write_long,
 )
-from fusion.log.importers.splits import hash_splits
-from fusion.log.importers.values import parse_literal_text, parse_score_value
+from fusion.importers.splits import hash_splits
+from fusion.importers.values import parse_literal_text, parse_score_value
 from fusion.log.schema import COLUMNS, LogSchemaError, check_log, make_query_id
 from fusion.tasks.domains import domain_of, normalise_task_name
 

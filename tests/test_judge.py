@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from fusion.collection.judge import agreement, judge, judge_prompt, parse_verdict, read_verdicts, reference_of
 from fusion.config import JudgeConfig, LLMSpec
+from fusion.data.judge import agreement, judge, judge_prompt, parse_verdict, read_verdicts, reference_of
 from fusion.log.schema import coerce_log
 from tests.fault_server import FaultServer
 
@@ -116,8 +116,8 @@ def test_judge_stage_writes_the_log_verdicts_report_and_mlflow_run(tmp_path):
     import mlflow
 
     from fusion.config import parse_params
+    from fusion.data.stages import judge as stage
     from fusion.log.schema import read_log, write_log
-    from fusion.stages import judge as stage
 
     with FaultServer("judge") as srv:
         cfg = _cfg(srv.base_url)

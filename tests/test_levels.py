@@ -10,17 +10,8 @@ import pandas as pd
 import pytest
 
 from fusion.config import ThoughtConfig
-from fusion.distill.data import (
-    DISTILLED,
-    LABEL_ONLY,
-    NO_CANONICAL,
-    TEST_DUPLICATE,
-    build_sft_data,
-    code_target,
-    read_examples,
-    write_examples,
-)
-from fusion.selection import (
+from fusion.core.examples import read_examples, write_examples
+from fusion.core.selection import (
     NO_JUDGE,
     NO_RESPONSE_TEXT,
     NONE_CORRECT,
@@ -28,8 +19,16 @@ from fusion.selection import (
     recover_ground_truth,
     select_responses,
 )
-from fusion.thought.bank import FEW_SHOT, TEMPLATE, augmented_prompts, retrieve
-from fusion.thought.templates import clean_template, summarise
+from fusion.levels.model.data import (
+    DISTILLED,
+    LABEL_ONLY,
+    NO_CANONICAL,
+    TEST_DUPLICATE,
+    build_sft_data,
+    code_target,
+)
+from fusion.levels.thought.bank import FEW_SHOT, TEMPLATE, augmented_prompts, retrieve
+from fusion.levels.thought.templates import clean_template, summarise
 
 
 def _row(qid, llm, mode="direct", *, perf=1.0, judge=None, cost=0.01, response="Answer: 4", split="train",
@@ -238,7 +237,7 @@ def test_summaries_are_cached_and_failures_are_rows(tmp_path, tiny_llama):
 def test_gate_never_promotes_a_worse_distilled_model(tmp_path):
     from mlflow import MlflowClient
 
-    from fusion.distill.registry import promote_distilled
+    from fusion.levels.model.registry import promote_distilled
     from fusion.tracking import alias_version
 
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")

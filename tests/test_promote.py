@@ -3,10 +3,10 @@
 import pytest
 from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 
-from fusion.promotion import CHALLENGER, CHAMPION, decide
-from fusion.routers import make_router
-from fusion.routers.promotion import promote
-from fusion.routers.serving import log_router_model
+from fusion.core.promotion import CHALLENGER, CHAMPION, decide
+from fusion.levels.query import make_router
+from fusion.levels.query.promotion import promote
+from fusion.levels.query.serving import log_router_model
 from fusion.tracking import alias_version, registry_client, stage_run
 
 
@@ -74,7 +74,7 @@ def test_registered_model_reads_the_optional_task_column(tmp_path):
     import pandas as pd
     from routing_fixtures import task_log
 
-    from fusion.routers.serving import predict_registered
+    from fusion.levels.query.serving import predict_registered
 
     log, _ = task_log(n_per_task=8)
     log["query"] = ("Question " + log["query_id"].astype(str)).astype("string")
@@ -138,7 +138,7 @@ def test_a_champion_that_cannot_be_loaded_is_replaced(registry, tmp_path):
     cfg, test, _ = registry
     cfg = cfg.model_copy(update={"registered_router": "gate2"})
     client = registry_client(cfg)
-    from fusion.routers import load_router
+    from fusion.levels.query import load_router
 
     versions = []
     with stage_run(cfg, "train"):

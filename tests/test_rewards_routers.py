@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from routing_fixtures import cluster_log as synthetic_log
 
-from fusion.rewards import TaskNormaliser, reward
-from fusion.routers import build_routing_data, load_router, make_router
-from fusion.routers.evaluation import evaluate_router
+from fusion.levels.query import build_routing_data, load_router, make_router
+from fusion.levels.query.evaluation import evaluate_router
+from fusion.levels.query.rewards import TaskNormaliser, reward
 
 
 def test_task_normaliser_uses_train_ranges():

@@ -120,7 +120,7 @@ def test_an_embedding_does_not_depend_on_what_the_cache_held(tmp_path):
     """A benchmark's result is a function of the log and the seed, not of which texts had filled the embedding
     cache: a text embeds bitwise the same alone as in one call with longer and shorter texts (padded to a longer
     one's length, its embedding used to change in the last bits, and so the graph router's result)."""
-    from fusion.embedding import Encoder
+    from fusion.core.embedding import Encoder
     from fusion.models.refs import MINILM
 
     texts = ["What is the capital of France?", "What is the capital of Spain?", "Solve 2x + 3 = 11 for x.", "Hi"]

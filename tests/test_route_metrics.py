@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from fusion.routers.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, pgr
-from fusion.routers.plots import plot_cost_quality_plane, shorten_label, use_log_cost_axis
+from fusion.levels.query.metrics import aiq, apgr, cpt, gap_recovered, non_decreasing_convex_hull, pgr
+from fusion.levels.query.plots import plot_cost_quality_plane, shorten_label, use_log_cost_axis
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -228,7 +228,7 @@ def test_log_axis_rule_and_label_shortening():
 
 
 def test_paired_bootstrap_interval():
-    from fusion.routers.metrics import paired_bootstrap
+    from fusion.levels.query.metrics import paired_bootstrap
 
     rng = np.random.default_rng(0)
     diff = rng.normal(0.05, 0.2, 2000)

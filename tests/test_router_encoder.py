@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusion.levels.query import build_routing_data, load_router, make_router
+from fusion.levels.query.evaluation import evaluate_router
 from fusion.log.schema import coerce_log
-from fusion.routers import build_routing_data, load_router, make_router
-from fusion.routers.evaluation import evaluate_router
 
 ARITH = ["add {a} and {b}", "what is {a} plus {b}", "compute the sum of {a} and {b}", "subtract {b} from {a}",
          "multiply {a} by {b} and give the number", "how much is {a} times {b}"]
@@ -92,7 +92,7 @@ def fitted(tiny_bert):
 
 
 def test_module_import_is_light():
-    code = "import sys, fusion.routers.encoder; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, fusion.levels.query.encoder; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -196,7 +196,7 @@ def test_encoder_stops_by_the_one_rule(tiny_bert, patience):
     """The encoder trains in the torch routers' loop: replaying its recorded validation evaluations through the one
     early-stopping rule stops exactly where its training stopped (learning rates so small that, once routing is
     right, nothing improves any more: training must stop before its 6 epochs)."""
-    from fusion.routers.torch_fit import EarlyStopping
+    from fusion.levels.query.torch_fit import EarlyStopping
 
     data = text_log(n_per_cluster=12)
     kw = dict(FAST, epochs=6, eval_every=1, lr=1e-12, head_lr=1e-12, patience=patience)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from routing_fixtures import cluster_log, task_log
 
-from fusion.routers import build_routing_data, load_router, make_router
-from fusion.routers.evaluation import evaluate_router
-from fusion.routers.torch_fit import fold_splits
+from fusion.levels.query import build_routing_data, load_router, make_router
+from fusion.levels.query.evaluation import evaluate_router
+from fusion.levels.query.torch_fit import fold_splits
 
 # small and single-threaded: every fit here takes well under a few seconds
 FAST = {
@@ -115,7 +115,7 @@ def test_bad_input_is_refused():
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, fusion.routers.mf, fusion.routers.graph, fusion.routers.torch_fit; "
+    code = ("import sys, fusion.levels.query.mf, fusion.levels.query.graph, fusion.levels.query.torch_fit; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -124,7 +124,7 @@ def _torch_utilities(router, X, tasks):
     """The members' torch modules run directly (what prediction computed before it moved to numpy)."""
     import torch
 
-    from fusion.routers.features import TaskPrior, task_index
+    from fusion.levels.query.features import TaskPrior, task_index
 
     tt = torch.from_numpy(task_index(tasks, router.task_vocab, len(X)))
     total = np.zeros((len(X), len(router.candidates)))

@@ -7,9 +7,9 @@ import pytest
 from routing_fixtures import cluster_log, minilm_data, sqlite_tracking, with_cluster_texts
 from test_router_encoder import tiny_bert  # noqa: F401  (fixture)
 
-from fusion.routers import make_router
-from fusion.routers.base import router_names
-from fusion.routers.serving import log_router_model, predict_frame, predict_registered
+from fusion.levels.query import make_router
+from fusion.levels.query.base import router_names
+from fusion.levels.query.serving import log_router_model, predict_frame, predict_registered
 from fusion.tracking import stage_run
 
 pytestmark = pytest.mark.slow

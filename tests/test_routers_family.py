@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from routing_fixtures import cluster_log, task_log, tradeoff_log
 
-from fusion.routers import build_routing_data, load_router, make_router
-from fusion.routers.base import router_names
-from fusion.routers.budget import calibrate_cost_weight, calibrate_share
-from fusion.routers.evaluation import evaluate_router
+from fusion.levels.query import build_routing_data, load_router, make_router
+from fusion.levels.query.base import router_names
+from fusion.levels.query.budget import calibrate_cost_weight, calibrate_share
+from fusion.levels.query.evaluation import evaluate_router
 
 SKLEARN_ROUTERS = ["knn", "mlp", "svm", "cluster", "ensemble"]
 
@@ -65,8 +65,8 @@ def test_baselines():
 
 def _best_k_scope(fit, val) -> tuple[int, str]:
     """The (k, scope) a fixed-parameter knn fitted on ``fit`` routes ``val`` best with (first best in grid order)."""
-    from fusion.routers.features import routed_value
-    from fusion.routers.knn import K_GRID
+    from fusion.levels.query.features import routed_value
+    from fusion.levels.query.knn import K_GRID
 
     best = None
     for scope in ("all", "task"):
@@ -150,7 +150,7 @@ def test_budget_router_meets_share_target_on_held_out_data(tradeoff):
 
 
 def test_budget_floor_meets_the_quality_floor_at_lower_cost(tradeoff, tmp_path):
-    from fusion.routers.budget import calibrate_floor
+    from fusion.levels.query.budget import calibrate_floor
 
     log, emb = tradeoff
     data = build_routing_data(log, emb, 1.0, 0.0)
@@ -186,7 +186,7 @@ def test_budget_floor_meets_the_quality_floor_at_lower_cost(tradeoff, tmp_path):
 @pytest.mark.parametrize("name", ["mlp", "svm"])
 @pytest.mark.parametrize("residual", [True, False])
 def test_regressor_numpy_prediction_matches_the_estimator(name, residual, tmp_path):
-    from fusion.routers.features import design
+    from fusion.levels.query.features import design
 
     log, emb = task_log()
     data = build_routing_data(log, emb, 1.0, 0.0)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from routing_fixtures import separable_task_log
 
-from fusion.routers import load_router, make_router
-from fusion.routers.data import build_routing_data
-from fusion.routers.task_inference import TaskModel
+from fusion.levels.query import load_router, make_router
+from fusion.levels.query.data import build_routing_data
+from fusion.levels.query.task_inference import TaskModel
 
 FAST = {"mf": {"epochs": 30}, "graph": {"epochs": 30}}
 
@@ -89,7 +89,7 @@ def test_the_baseline_that_needs_labels_says_so(data):
 
 
 def test_predict_frame_has_the_path_column(data):
-    from fusion.routers.serving import predict_frame
+    from fusion.levels.query.serving import predict_frame
 
     train, test = data
 
@@ -110,8 +110,8 @@ def test_predict_frame_has_the_path_column(data):
 
 
 def test_evaluation_reports_the_routers_served_without_task(data):
-    from fusion.routers.evaluation import evaluate_routers
-    from fusion.routers.report import evaluation_markdown
+    from fusion.levels.query.evaluation import evaluate_routers
+    from fusion.levels.query.report import evaluation_markdown
 
     train, test = data
     routers = {"knn": make_router("knn").fit(train), "task-best": make_router("task-best").fit(train)}

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fusion.core.registry import UnknownNameError
 from fusion.log.schema import make_query_id
-from fusion.registry import UnknownNameError
 from fusion.tasks import QUERY_COLUMNS, HFSource, TaskSourceError, get_task, load_queries
 
 

@@ -106,8 +106,8 @@ def test_synthetic_loader_splits_are_disjoint():
 def test_worked_solutions_are_right_and_never_a_pipeline_query(task):
     """A domain expert trains on the generator's train part with worked solutions that the task's own scorer marks
     right; the pipeline's synthetic queries come from the test part, so no expert sees one."""
-    from fusion.config import ExpertConfig
-    from fusion.distill.experts import expert_examples
+    from fusion.levels.token.config import TokenExpertConfig
+    from fusion.levels.token.experts import expert_examples
     from fusion.tasks.loaders import load_queries
     from fusion.tasks.scoring import get_scorer
     from fusion.tasks.suite import get_task
@@ -117,6 +117,6 @@ def test_worked_solutions_are_right_and_never_a_pipeline_query(task):
     scorer = get_scorer(t.metric)
     assert all(scorer(solution, truth) == 1.0 for _, truth, solution in solved)
     assert all(solution.rstrip().endswith(f"Answer: {truth}") for _, truth, solution in solved)
-    ex = expert_examples(ExpertConfig(name="x", task=task, source="synthetic", limit=200))
+    ex = expert_examples(TokenExpertConfig(name="x", train={"task": task, "source": "synthetic", "limit": 200}))
     pipeline = set(load_queries(task, "synthetic", split="test", limit=100)["query"])
     assert len(ex) == 200 and not any(q in p for p in ex["prompt"] for q in pipeline)

@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 
+from fusion.levels.token.engine import TokenRouteDecoder
+from fusion.levels.token.router import RouterLM
+from fusion.levels.token.vocab import VocabularyMismatchError, shared_vocab_size
 from fusion.models.tiny_llama import build_tiny_llama, build_tokenizer
-from fusion.tokenroute.engine import TokenRouteDecoder
-from fusion.tokenroute.router import RouterLM
-from fusion.tokenroute.vocab import VocabularyMismatchError, shared_vocab_size
 
 PROMPTS = ["the answer is", "think step by step about the apples and books and the total cost in dollars",
            "def f(x):", "which is the largest number"]

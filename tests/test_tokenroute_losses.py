@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fusion.tokenroute.losses import (
+from fusion.levels.token.losses import (
     cdpo_loss,
     cdpo_margin,
     completion_ce,

@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from fusion.cli import app
+from fusion.levels.token.engine import TokenRouteDecoder
+from fusion.levels.token.level import Expert, init_router, open_router
+from fusion.levels.token.registry import log_tokenroute, router_dir
 from fusion.models.tiny_llama import build_tiny_llama
-from fusion.tokenroute.engine import TokenRouteDecoder
-from fusion.tokenroute.level import Expert, init_router, open_router
-from fusion.tokenroute.registry import log_tokenroute, router_dir
 from tests.profiles import write_tiny_profile
 
 PROMPTS = ["the answer is", "def f(x):"]

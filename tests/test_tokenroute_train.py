@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from fusion.config import TokenRouteConfig, TokenRouteDataConfig, TokenRouteTrainConfig
-from fusion.distill.data import EXAMPLE_COLUMNS
+from fusion.core.examples import EXAMPLE_COLUMNS
+from fusion.levels.token.data import build_sequences, mix_sft, preference_pairs, sequences_digest
+from fusion.levels.token.level import Expert, ExpertMismatchError, check_recorded, compute_stats, init_router
+from fusion.levels.token.router import load_router
+from fusion.levels.token.stats import expert_stats, informative_mask, read_all
+from fusion.levels.token.train import Batch, cdpo_step_loss, make_batch, sft_loss, train_router
 from fusion.models.tiny_llama import build_tiny_llama
-from fusion.tokenroute.data import build_sequences, mix_sft, preference_pairs, sequences_digest
-from fusion.tokenroute.level import Expert, ExpertMismatchError, check_recorded, compute_stats, init_router
-from fusion.tokenroute.router import load_router
-from fusion.tokenroute.stats import expert_stats, informative_mask, read_all
-from fusion.tokenroute.train import Batch, cdpo_step_loss, make_batch, sft_loss, train_router
 
 
 def _examples() -> pd.DataFrame:
@@ -254,7 +254,7 @@ def test_a_few_steps_lower_the_sft_loss(setup, tmp_path):
 
 def test_the_router_after_sft_is_kept_for_the_routing_only_ablation(setup, tmp_path):
     """The snapshot written when the SFT phase ends holds the weights of a run that stops there (same batches)."""
-    from fusion.tokenroute.train import AFTER_SFT
+    from fusion.levels.token.train import AFTER_SFT
 
     V, seqs, stats = len(setup["tok"]), setup["seqs"], setup["stats"]
     whole = copy.deepcopy(setup["router"])
@@ -335,7 +335,7 @@ def test_config_defaults_follow_the_paper():
 
 def test_lora_on_the_router_lm_trains_adapters_and_the_head_then_merges(setup, tmp_path):
     from fusion.config import LoraConfigSpec
-    from fusion.tokenroute.level import merged, with_lora
+    from fusion.levels.token.level import merged, with_lora
 
     router = copy.deepcopy(setup["router"])
     base_w = {k: v.clone() for k, v in router.lm.state_dict().items()}
@@ -354,7 +354,7 @@ def test_lora_on_the_router_lm_trains_adapters_and_the_head_then_merges(setup, t
 
 
 def test_sequence_selection_takes_the_best_grade_and_breaks_ties_by_likelihood():
-    from fusion.tokenroute.level import select_answers
+    from fusion.levels.token.level import select_answers
 
     grades = np.array([[0.3, 1.0, 0.6], [0.8, 0.8, 0.0], [np.nan, np.nan, np.nan], [np.nan, 0.0, np.nan]])
     likelihood = np.array([[-0.1, -2.0, -0.5], [-3.0, -1.0, -0.1], [-2.0, -0.2, -1.0], [-0.1, -5.0, -0.2]])

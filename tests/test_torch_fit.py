@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from routing_fixtures import cluster_log
 
-from fusion.routers import build_routing_data, make_router
-from fusion.routers.torch_fit import EarlyStopping, fit_loop
+from fusion.levels.query import build_routing_data, make_router
+from fusion.levels.query.torch_fit import EarlyStopping, fit_loop
 
 
 def _run(scores: list[float], patience, epochs: int = 10, batches_per_epoch: int = 1, eval_every=None):

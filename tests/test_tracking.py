@@ -7,8 +7,8 @@ from routing_fixtures import cluster_log as synthetic_log
 from routing_fixtures import minilm_data, sqlite_tracking, with_cluster_texts
 
 from fusion.config import TrackingConfig
-from fusion.routers import make_router
-from fusion.routers.serving import log_router_model, predict_frame
+from fusion.levels.query import make_router
+from fusion.levels.query.serving import log_router_model, predict_frame
 from fusion.tracking import stage_run
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from routing_fixtures import cluster_log as synthetic_log
 
-from fusion.collection.ingest import SOURCE, as_text
-from fusion.collection.validate import FAILED, validate_log
+from fusion.data.ingest import SOURCE, as_text
+from fusion.data.validate import FAILED, validate_log
 from fusion.log.schema import coerce_log
 
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fusion.registry import Registry, UnknownNameError
+from fusion.core.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
-    from fusion.config import LLMSpec
+    from fusion.core.config import LLMSpec
 
 #: where each row's token counts came from
 TOKENS_FROM_TOKENIZER = "tokenizer"  # the model's own tokenizer, counted by us

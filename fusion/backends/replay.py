@@ -36,7 +36,7 @@ class ReplayBackend(Backend):
 
     def __init__(self, spec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8) -> None:
-        from fusion.log.importers import import_log
+        from fusion.importers import import_log
 
         super().__init__(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
         o: ReplayOptions = self.options

@@ -135,7 +135,7 @@ def backend_session(spec, *, model_cache, device: str, dtype: str, batch_size: i
         backend = factory(spec, model_cache=model_cache, device=device, dtype=dtype, batch_size=batch_size)
         try:
             def run(prompts: list) -> list[dict]:
-                requests = [p if isinstance(p, Request) else Request(p, prefill=prefill) for p in prompts]
+                requests = [p if isinstance(p, Request) else Request(p, prefill=prefill or "") for p in prompts]
                 gens = backend.generate(requests, max_new_tokens=max_new_tokens, temperature=0.0, seed=0)
                 return [{"text": g.text, "input_tokens": g.input_tokens, "output_tokens": g.output_tokens,
                          "error": g.error} for g in gens]

@@ -74,7 +74,7 @@ def model_key(spec, *, adapter: str | Path | None = None) -> str:
 def local_spec(name: str, model: str, like=None):
     """A transformers pool entry for ``model`` (a folder, an adapter folder or a ``models:/`` reference), at the
     prices of ``like`` (the base model's entry) when given: how a level names and loads a model it trained."""
-    from fusion.config import LLMSpec
+    from fusion.core.config import LLMSpec
 
     return LLMSpec(name=name, backend="transformers", model=str(model), modes=["direct"],
                    input_price=like.input_price if like else 0.0, output_price=like.output_price if like else 0.0)

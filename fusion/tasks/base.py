@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fusion.registry import Registry
+from fusion.core.registry import Registry
 from fusion.tasks.domains import DOMAINS as DOMAIN_TASKS
 from fusion.tasks.domains import domain_of
 from fusion.tasks.prompts import PromptStyle

@@ -13,7 +13,7 @@ import re
 import string
 from collections.abc import Callable, Sequence
 
-from fusion.registry import Registry
+from fusion.core.registry import Registry
 from fusion.tasks.extract import (
     extract_choice,
     extract_code,

@@ -1,6 +1,0 @@
-"""Query-level fusion: routers that pick a candidate (LLM x mode) per query."""
-
-from fusion.routers.base import ROUTERS, Router, load_router, make_router
-from fusion.routers.data import RoutingData, build_routing_data
-
-__all__ = ["ROUTERS", "Router", "RoutingData", "build_routing_data", "load_router", "make_router"]
