@@ -85,7 +85,7 @@ BREAKS = [
 
 def _copy(dst: Path) -> None:
     ignore = shutil.ignore_patterns(".venv", ".git", "data", "models", "reports", "metrics", "mlflow.db",
-                                    "mlartifacts", ".cache", ".prefect", "__pycache__", ".dvc")
+                                    "mlartifacts", ".cache", ".prefect", "__pycache__", ".dvc", ".dvc-storage", "mlruns")
     shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
 
 
