@@ -87,13 +87,6 @@ def generate_cached(keys: Sequence[str], payloads: Sequence[Any], session: Calla
     return table.loc[list(keys)].reset_index()
 
 
-def _typed(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
-    out = frame.reindex(columns=[KEY, *columns])
-    for c, t in {KEY: "string", **columns}.items():
-        out[c] = pd.to_datetime(out[c], utc=True) if t.startswith("datetime") else out[c].astype(t)
-    return out
-
-
 def _run_all(todo, run, batch_size, d, columns, label, error_column, extra, after_batch) -> None:
     plain = not sys.stdout.isatty()
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
@@ -110,7 +103,7 @@ def _run_all(todo, run, batch_size, d, columns, label, error_column, extra, afte
                 logger.exception("%s failed on %d items", label, len(batch))
                 rows = [{error_column: f"{CALL_FAILED}{type(exc).__name__}: {exc}"} for _ in batch]
             rows = [{**r, **extra.get(k, {}), KEY: k} for (k, _), r in zip(batch, rows, strict=True)]
-            parts.write_part(d, _typed(pd.DataFrame(rows), columns))
+            parts.write_part(d, parts.typed(pd.DataFrame(rows), {KEY: "string", **columns}))
             n_done += len(batch)
             n_failed += sum(r.get(error_column) is not None for r in rows)
             bar.update(task, advance=len(batch), failed=n_failed)

@@ -26,3 +26,12 @@ def read_parts(d: Path, key: list[str], empty: pd.DataFrame) -> pd.DataFrame:
         return empty
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     return df.drop_duplicates(key, keep="last").reset_index(drop=True)
+
+
+def typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """``frame`` with exactly ``columns`` (name -> dtype; a missing one all null), each cast to its dtype, datetimes
+    as UTC: what a part is written as and read back as."""
+    out = frame.reindex(columns=list(columns))
+    for c, t in columns.items():
+        out[c] = pd.to_datetime(out[c], utc=True) if t.startswith("datetime") else out[c].astype(t)
+    return out

@@ -57,10 +57,7 @@ def empty_verdicts() -> pd.DataFrame:
 
 
 def _coerce(df: pd.DataFrame) -> pd.DataFrame:
-    out = df[list(VERDICT_COLUMNS)].copy()
-    for col, dtype in VERDICT_COLUMNS.items():
-        out[col] = pd.to_datetime(out[col], utc=True) if dtype.startswith("datetime") else out[col].astype(dtype)
-    return out
+    return parts.typed(df, VERDICT_COLUMNS)
 
 
 def read_verdicts(parts_dir: Path, cfg: JudgeConfig) -> pd.DataFrame:
