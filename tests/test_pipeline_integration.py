@@ -116,83 +116,31 @@ def _run(cmd: list[str], cwd: Path) -> str:
     return res.stdout + res.stderr
 
 
-def test_dvc_repro_is_incremental(tmp_path, tiny_llama):
-    work = tmp_path / "proj"
-    work.mkdir()
-    shutil.copy(REPO_ROOT / "dvc.yaml", work / "dvc.yaml")
-    shutil.copytree(REPO_ROOT / "fusion", work / "fusion", ignore=shutil.ignore_patterns("__pycache__"))
-    params = write_tiny_profile(work, tiny_llama)
-    _run(["git", "init", "-q"], work)
-    _run(["dvc", "init", "-q"], work)
-
-    first = _run(["dvc", "repro"], work)
-    for stage in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote"):
-        assert f"Running stage '{stage}'" in first
-    metrics = json.loads((work / "metrics/eval.json").read_text())
-    assert metrics["routers"] == ["knn", "best-single"]
-    assert json.loads((work / "reports/promotion.json").read_text())["promoted"]
-
-    second = _run(["dvc", "repro"], work)
-    assert "Running stage" not in second
-
-    p = yaml.safe_load(params.read_text())
-    p["routers"][0]["params"]["k"] = 2
-    params.write_text(yaml.safe_dump(p, sort_keys=False))
-    third = _run(["dvc", "repro"], work)
-    ran = {s for s in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
-           if f"Running stage '{s}'" in third}
-    assert ran == {"train", "evaluate", "promote"}
-    assert json.loads((work / "models/routers/knn/router.json").read_text())["params"]["k"] == 2
-    # the retrained routers are new versions; the gate compared the new challenger with the champion
-    decision = json.loads((work / "reports/promotion.json").read_text())
-    assert decision["champion_before"] is not None and decision["challenger"] in {"3", "4"}
-    assert ("beats champion" in decision["reason"]) == decision["promoted"]
-
-    # a new production log in the drop folder: the pipeline re-runs from ingest, and the router versions it
-    # registers are tagged with the new data version (the md5 DVC records for the routing log)
-    import mlflow
-    import pandas as pd
-
-    from fusion.importers import write_long
-
-    old_md5 = _lock_md5(work, "data/routing_log.parquet")
-    log = pd.read_parquet(work / "data/routing_log.parquet")
-    drop = log.assign(query_id="prod-" + log["query_id"], query="production: " + log["query"],
-                      backend="production")
-    write_long(drop, work / "incoming" / "2026-12-01.jsonl")
-    fourth = _run(["dvc", "repro"], work)
-    ran = {s for s in ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
-           if f"Running stage '{s}'" in fourth}
-    assert ran == {"ingest", "validate", "embed", "train", "evaluate", "promote"}
-    new_md5 = _lock_md5(work, "data/routing_log.parquet")
-    assert new_md5 != old_md5 and len(pd.read_parquet(work / "data/routing_log.parquet")) == 2 * len(log)
-    client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
-    for version in ("5", "6"):
-        tags = client.get_model_version("tiny-router", version).tags
-        assert tags["fusion.data.md5"] == new_md5 and tags["fusion.data.rows"] == str(2 * len(log)), tags
-    assert client.get_model_version("tiny-router", "3").tags["fusion.data.md5"] == old_md5
-    assert "Running stage" not in _run(["dvc", "repro"], work)  # nothing new: no work
-
-
 def _lock_md5(work: Path, out: str) -> str:
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     return next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", []) if o["path"] == out)
 
 
+ROUTING_STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote")
 LEVEL_STAGES = ("templates", "thought_eval", "sft_data", "distill", "distill_eval", "promote_distilled", "experts",
                 "tokenroute_data", "tokenroute_train", "tokenroute_eval")
-TOKEN_STAGES = ("experts", "tokenroute_data", "tokenroute_train", "tokenroute_eval")
-ALL_STAGES = ("queries", "collect", "judge", "ingest", "validate", "embed", "train", "evaluate", "promote",
-              *LEVEL_STAGES)
+ALL_STAGES = (*ROUTING_STAGES, *LEVEL_STAGES)
 
 
 def _ran(out: str) -> set[str]:
     return {s for s in ALL_STAGES if f"Running stage '{s}'" in out}
 
 
-def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_llama):
-    """Both levels run in `dvc repro`; a training parameter re-runs only the model level's training and what follows;
-    a pool entry naming the registered distilled model is collected and routed by the next repro."""
+def test_dvc_repro_is_incremental_and_the_distilled_model_joins_the_pool(tmp_path, tiny_llama):
+    """`dvc repro` runs every level; a second run does nothing; a parameter re-runs only its stages and what follows;
+    a pool entry naming the registered distilled model is collected and routed by the next repro; a production log
+    dropped in `incoming/` re-runs from ingest, and the router versions it registers carry the new data version.
+    (One project for all of it: each full repro of the tiny profile costs minutes of CI.)"""
+    import mlflow
+    import pandas as pd
+
+    from fusion.importers import write_long
+
     work = tmp_path / "proj"
     work.mkdir()
     shutil.copy(REPO_ROOT / "dvc.yaml", work / "dvc.yaml")
@@ -202,17 +150,29 @@ def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_lla
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
     assert _ran(_run(["dvc", "repro"], work)) == set(ALL_STAGES)
-    bank = __import__("pandas").read_parquet(work / "data/templates/bank.parquet")
+    metrics = json.loads((work / "metrics/eval.json").read_text())
+    assert metrics["routers"] == ["knn", "best-single"]
+    assert json.loads((work / "reports/promotion.json").read_text())["promoted"]
+    bank = pd.read_parquet(work / "data/templates/bank.parquet")
     assert len(bank) == 8 and set(bank["task"]) == {"arith_word", "mc_reasoning"}  # the training queries
     sft = json.loads((work / "data/sft/report.json").read_text())
     assert sft["distilled"]["examples"] == 8 and sft["distilled"]["per_source"] == {"oracle": 8}
     assert json.loads((work / "reports/distill_promotion.json").read_text())["challenger"] == "1"
+    assert "Running stage" not in _run(["dvc", "repro"], work)  # nothing changed: no work
 
+    # a router parameter reruns the query level's training and what follows; the model level's training setting
+    # reruns the model level only (the experts train with tokenroute.expert_train)
     p = yaml.safe_load(params.read_text())
+    p["routers"][0]["params"]["k"] = 2
     p["distill"]["train"]["max_steps"] = 6
     params.write_text(yaml.safe_dump(p, sort_keys=False))
-    # the model level's training setting reruns the model level only (the experts train with tokenroute.expert_train)
-    assert _ran(_run(["dvc", "repro"], work)) == {"distill", "distill_eval", "promote_distilled"}
+    assert _ran(_run(["dvc", "repro"], work)) == {"train", "evaluate", "promote", "distill", "distill_eval",
+                                                  "promote_distilled"}
+    assert json.loads((work / "models/routers/knn/router.json").read_text())["params"]["k"] == 2
+    # the retrained routers are new versions; the gate compared the new challenger with the champion
+    decision = json.loads((work / "reports/promotion.json").read_text())
+    assert decision["champion_before"] is not None and decision["challenger"] in {"3", "4"}
+    assert ("beats champion" in decision["reason"]) == decision["promoted"]
     manifest = json.loads((work / "models/distilled/manifest.json").read_text())
     assert manifest["models"]["distilled"]["steps"] == 6 and manifest["models"]["distilled"]["version"] == "2"
 
@@ -221,10 +181,7 @@ def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_lla
     p["pool"].append({"name": "distilled", "backend": "transformers", "model": "models:/tiny-distilled@challenger",
                       "modes": ["direct"], "input_price": 0.05, "output_price": 0.1})
     params.write_text(yaml.safe_dump(p, sort_keys=False))
-    ran = _ran(_run(["dvc", "repro"], work))
-    assert {"collect", "validate", "train", "evaluate"} <= ran
-    import pandas as pd
-
+    assert {"collect", "validate", "train", "evaluate"} <= _ran(_run(["dvc", "repro"], work))
     log = pd.read_parquet(work / "data/routing_log.parquet")
     rows = log[log["candidate"] == "distilled:direct"]
     assert rows["query_id"].nunique() == log["query_id"].nunique() and rows["error"].isna().all()
@@ -232,3 +189,19 @@ def test_levels_in_dvc_and_the_distilled_model_joins_the_pool(tmp_path, tiny_lla
     assert "distilled:direct" in router["candidates"]
     metrics = json.loads((work / "metrics/eval.json").read_text())
     assert "distilled:direct" in metrics["routing_distribution"]["knn"]  # a candidate the router may route to
+
+    # a new production log in the drop folder: the pipeline re-runs from ingest, and the router versions it
+    # registers are tagged with the new data version (the md5 DVC records for the routing log)
+    old_md5 = _lock_md5(work, "data/routing_log.parquet")
+    drop = log.assign(query_id="prod-" + log["query_id"], query="production: " + log["query"], backend="production")
+    write_long(drop, work / "incoming" / "2026-12-01.jsonl")
+    ran = _ran(_run(["dvc", "repro"], work))
+    assert ran & set(ROUTING_STAGES) == {"ingest", "validate", "embed", "train", "evaluate", "promote"}
+    new_md5 = _lock_md5(work, "data/routing_log.parquet")
+    assert new_md5 != old_md5 and len(pd.read_parquet(work / "data/routing_log.parquet")) == 2 * len(log)
+    client = mlflow.MlflowClient(f"sqlite:///{work}/mlflow.db")
+    for version in ("7", "8"):
+        tags = client.get_model_version("tiny-router", version).tags
+        assert tags["fusion.data.md5"] == new_md5 and tags["fusion.data.rows"] == str(2 * len(log)), tags
+    assert client.get_model_version("tiny-router", "5").tags["fusion.data.md5"] == old_md5
+    assert "Running stage" not in _run(["dvc", "repro"], work)  # nothing new: no work
