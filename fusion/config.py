@@ -15,6 +15,7 @@ from pydantic import (
     NonNegativeInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from fusion.core.config import (  # noqa: F401
@@ -22,6 +23,7 @@ from fusion.core.config import (  # noqa: F401
     LLMSpec,
     LoraConfigSpec,
     PathsConfig,
+    Recipe,
     Strict,
     TargetEvalConfig,
     TrackingConfig,
@@ -69,6 +71,9 @@ class PipelineConfig(Strict):
 
 
 class Params(Strict):
+    #: the levels' recipe (``cpu``: the embedded default's; ``fusionfactory``: the official settings); a level's own
+    #: ``recipe`` (``thought.recipe``, ``distill.data.recipe``) wins
+    recipe: Recipe = "cpu"
     pool: list[LLMSpec] = Field(min_length=1)
     queries: QueriesConfig
     collect: CollectConfig = CollectConfig()
@@ -88,6 +93,20 @@ class Params(Strict):
     paths: PathsConfig = PathsConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_to_levels(cls, data):
+        if not isinstance(data, dict) or "recipe" not in data:
+            return data
+        out = dict(data)
+        thought = out.get("thought") or {}
+        distill = out.get("distill") or {}
+        if isinstance(thought, dict):
+            out["thought"] = {"recipe": data["recipe"], **thought}
+        if isinstance(distill, dict) and isinstance(distill.get("data") or {}, dict):
+            out["distill"] = {**distill, "data": {"recipe": data["recipe"], **(distill.get("data") or {})}}
+        return out
 
     @field_validator("pool")
     @classmethod

@@ -22,6 +22,7 @@ def _merged(base: dict, over: dict) -> dict:
 def tiny_params(root: Path, model_dir: Path, *, n_per_task: int = 6) -> dict:
     repo = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())  # every key DVC names (thought, distill)
     return {
+        "recipe": "cpu",  # a parameter of the thought and model stages in dvc.yaml
         "pool": [
             {"name": "tiny-a", "backend": "transformers", "model": str(model_dir), "modes": ["direct", "think"],
              "input_price": 0.1, "output_price": 0.2, "description": "tiny random llama"},

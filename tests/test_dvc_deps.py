@@ -78,9 +78,13 @@ def test_a_level_key_in_params_reruns_that_level_only(project):
     text = params.read_text()
     p = yaml.safe_load(text)
     try:
-        p["thought"]["k"] = p["thought"]["k"] + 1
+        p["thought"]["k"] = 4  # over the recipe's
         params.write_text(yaml.safe_dump(p, sort_keys=False))
         assert _changed(project) == THOUGHT
+        p = yaml.safe_load(text)
+        p["recipe"] = "fusionfactory"  # the recipe of the levels that have one: thought, and the model level's data
+        params.write_text(yaml.safe_dump(p, sort_keys=False))
+        assert _changed(project) == THOUGHT | {"sft_data"}
         p = yaml.safe_load(text)
         p["tokenroute"]["train"]["beta"] = 0.2
         params.write_text(yaml.safe_dump(p, sort_keys=False))

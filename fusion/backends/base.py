@@ -75,6 +75,8 @@ class Backend(ABC):
     #: the options that change what the model answers (part of the collection's fingerprint: changing one
     #: re-collects that LLM); the others (concurrency, timeouts, addresses) do not
     identity_options: ClassVar[tuple[str, ...]] = ()
+    #: leave identity options at their defaults out of the fingerprint (options added to a backend later)
+    identity_defaults_omitted: ClassVar[bool] = False
 
     def __init__(self, spec: LLMSpec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8) -> None:
@@ -132,9 +134,13 @@ def parse_options(spec: LLMSpec):
 
 def identity(spec: LLMSpec) -> dict:
     """What of a pool entry decides its answers (the collection fingerprint)."""
+    cls = backend_class(spec.backend)
     opts = parse_options(spec).model_dump()
-    keep = backend_class(spec.backend).identity_options
+    keep = cls.identity_options
     out = spec.model_dump(exclude={"options"})
+    if cls.identity_defaults_omitted:  # only the options set away from their defaults (the fingerprint of an entry
+        defaults = cls.Options().model_dump()  # that sets none is that of parts written before the options existed)
+        keep = tuple(k for k in keep if opts[k] != defaults[k])
     if keep:  # (a backend without identity options keeps the fingerprint of parts written before options existed)
         out["options"] = {k: opts[k] for k in keep}
     if spec.model.startswith("models:/") and "@" in spec.model:  # an alias moves: the version it names answers

@@ -1,6 +1,10 @@
-"""Local generation with transformers (CPU or GPU): chat template, batched, left-padded. The model is any model
-reference (:mod:`fusion.models.refs`: a folder, a package file, GGUF, a registered ``models:/`` model) or a PEFT
-adapter folder (its base is loaded from the adapter's config, the adapter applied on top)."""
+"""Local generation with transformers (CPU or GPU): batched, left-padded. The model is any model reference
+(:mod:`fusion.models.refs`: a folder, a package file, GGUF, a registered ``models:/`` model) or a PEFT adapter folder
+(its base is loaded from the adapter's config, the adapter applied on top).
+
+A prompt is rendered with the model's chat template, or, for a base model without one (Gemma-3-270M), in a plain
+completion layout (``options.layout: completion``, ``options.completion_template``); ``options.stop`` strings end a
+generation (a base model goes on to write the next question) and are cut from the text."""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fusion.backends.base import BACKENDS, TOKENS_FROM_TOKENIZER, Backend, Generation, Request
 from fusion.models.load import load_causal_lm, render_chat
@@ -15,9 +22,43 @@ from fusion.models.load import load_causal_lm, render_chat
 logger = logging.getLogger(__name__)
 
 
+class TransformersOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``chat``: the tokenizer's chat template; ``completion``: ``completion_template`` (a base model); None: the
+    #: chat template when the tokenizer has one, else the prompt as it is
+    layout: Literal["chat", "completion"] | None = None
+    completion_template: str = Field(default="Question: {prompt}\nAnswer:", description="must hold {prompt}")
+    #: strings that end a generation (cut from the text, not counted beyond the tokens generated)
+    stop: list[str] = []
+
+    @field_validator("completion_template")
+    @classmethod
+    def _has_prompt(cls, v: str) -> str:
+        if "{prompt}" not in v:
+            raise ValueError("completion_template must contain {prompt}")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if any(not s for s in v):
+            raise ValueError("stop strings must not be empty")
+        return v
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the first of the ``stop`` strings, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
 @BACKENDS.register("transformers")
 class TransformersBackend(Backend):
     name = "transformers"
+    Options: ClassVar[type[BaseModel]] = TransformersOptions
+    identity_options = ("layout", "completion_template", "stop")
+    identity_defaults_omitted = True
 
     def __init__(self, spec, *, model_cache: str | Path, device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 8) -> None:
@@ -33,7 +74,15 @@ class TransformersBackend(Backend):
         logger.info("loaded %s in %.1fs", path, time.perf_counter() - t0)
 
     def render(self, prompt: str) -> str:
-        return render_chat(self.tokenizer, prompt)
+        layout = self.options.layout
+        if layout is None:
+            return render_chat(self.tokenizer, prompt)
+        if layout == "chat":
+            if not self.tokenizer.chat_template:
+                raise ValueError(f"{self.spec.name}: layout 'chat' but {self.spec.model} has no chat template "
+                                 "(a base model): set options.layout: completion")
+            return render_chat(self.tokenizer, prompt)
+        return (self.tokenizer.bos_token or "") + self.options.completion_template.format(prompt=prompt)
 
     def generate(
         self, requests: Sequence[Request], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0
@@ -51,6 +100,8 @@ class TransformersBackend(Backend):
         texts = [self.render(r.prompt) + r.prefill for r in requests]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         kwargs = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if self.options.stop:
+            kwargs.update(stop_strings=list(self.options.stop), tokenizer=self.tokenizer)
         if temperature > 0:
             torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=temperature)
@@ -70,7 +121,13 @@ class TransformersBackend(Backend):
                 if t in eos:
                     n_out = j + 1
                     break
-            text = (req.prefill + self.tokenizer.decode(ids[:n_out], skip_special_tokens=True)).strip()
+            text = self.tokenizer.decode(ids[:n_out], skip_special_tokens=True)
+            if self.options.stop:
+                text, stopped = cut_at_stop(text, self.options.stop)
+                if stopped:  # the row's own tokens end with its stop string (the batch ran on for the others)
+                    n_out = next(j for j in range(1, n_out + 1) if cut_at_stop(
+                        self.tokenizer.decode(ids[:j], skip_special_tokens=True), self.options.stop)[1])
+            text = (req.prefill + text).strip()
             gens.append(Generation(text, int(row_in.sum()), n_out, latency, tokens_source=TOKENS_FROM_TOKENIZER))
         return gens
 

@@ -13,6 +13,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: the named presets of the levels' recipes: ``cpu`` (the embedded default's settings, small prompts for 135M
+#: models on a CPU) and ``fusionfactory`` (FusionFactory's official settings, arXiv 2507.10540 and its code)
+Recipe = Literal["cpu", "fusionfactory"]
+RECIPES: tuple[str, ...] = ("cpu", "fusionfactory")
+
+
+def with_recipe(data: Any, presets: dict[str, dict[str, Any]]) -> Any:
+    """A level's raw parameters with its ``recipe``'s values filled in where the parameters do not set them (a key
+    given in ``params.yaml`` wins over the preset). For a ``model_validator(mode="before")``."""
+    if not isinstance(data, dict):
+        return data
+    recipe = data.get("recipe", "cpu")
+    if recipe not in presets:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(presets)}")
+    return {**presets[recipe], **data}
+
+
 class LLMSpec(Strict):
     """One LLM of the candidate pool. A candidate is (LLM, mode)."""
 

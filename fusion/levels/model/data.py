@@ -1,8 +1,9 @@
 """SFT data for model-level fusion: prompt–completion examples from a routing log.
 
 The distilled set takes, per training query, up to ``k`` correct responses (:func:`fusion.core.selection.select_responses`:
-ranked by performance, judge or hybrid, one per LLM, ties to the shorter and cheaper). The ``label-only`` baseline
-takes the gold answer instead, written in the form the task's prompt asks for. Guards, each tested:
+ranked by performance, judge or hybrid; one per LLM or not; ties to the shorter or the longer, then the cheaper),
+after the gold answer with ``gold`` (FusionFactory's recipe). The ``label-only`` baseline takes the gold answer
+instead, written in the form the task's prompt asks for. Guards, each tested:
 
 - only training queries, and never one whose normalised text is also a held-out query (logs repeat questions
   across splits: LLMRouter's test has 119 train questions);
@@ -98,10 +99,26 @@ def gold_target(task: str, ground_truth: str | None, domain: str | None) -> tupl
     return _ANSWER_FORMS.get(style, _DEFAULT_FORM).format(gold=gold), None
 
 
+def _gold_rows(train: pd.DataFrame) -> pd.DataFrame:
+    """One row per training query (its direct-mode row when there is one: the prompt without "think step by step"),
+    in query-id order."""
+    direct_first = train.assign(_d=(train["mode"] != "direct").astype(int)).sort_values(["query_id", "_d"],
+                                                                                         kind="stable")
+    return direct_first.drop_duplicates("query_id").drop(columns="_d")
+
+
+def _frame(rows: pd.DataFrame, source: list[str], ranks: list[int], completions: list[str | None],
+           prefixes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"query_id": rows["query_id"].astype(str).tolist(), "task": rows["task"].astype(str).tolist(),
+                         "domain": rows["domain"].astype(str).tolist(), "source": source, "rank": ranks,
+                         "prompt": _prompts(rows, prefixes), "completion": completions})
+
+
 def build_sft_data(log: pd.DataFrame, *, kind: str = DISTILLED, strategy: str = "hybrid", k: int = 1,
-                   min_performance: float = 1.0, max_queries: int | None = None,
-                   train_split: str = "train") -> SFTData:
-    """The SFT examples of ``kind`` (``distilled`` or ``label-only``) from ``log``'s training queries."""
+                   min_performance: float = 1.0, max_queries: int | None = None, gold: bool = False,
+                   tie_break: str = "shorter", one_per_llm: bool = True, train_split: str = "train") -> SFTData:
+    """The SFT examples of ``kind`` (``distilled`` or ``label-only``) from ``log``'s training queries. With ``gold``
+    the distilled set holds each query's gold answer first (rank 0), then its selected responses (FusionFactory)."""
     if kind not in (DISTILLED, LABEL_ONLY):
         raise ValueError(f"unknown SFT data kind {kind!r}; expected {DISTILLED!r} or {LABEL_ONLY!r}")
     prefixes = shared_prefixes(log)
@@ -115,29 +132,30 @@ def build_sft_data(log: pd.DataFrame, *, kind: str = DISTILLED, strategy: str = 
     ids = sorted(train["query_id"].unique())
     if max_queries is not None:
         train = train[train["query_id"].isin(set(ids[:max_queries]))]
-    if kind == DISTILLED:
-        sel = select_responses(train, strategy=strategy, n=k, min_performance=min_performance, split=None)
-        for reason, n in sel.reason_counts().items():
-            skipped[reason] = skipped.get(reason, 0) + n
-        rows = sel.picks
-        completions, source = [], rows["llm"].astype(str).tolist()
-        for resp, gt, dom in zip(rows["response"], rows["ground_truth"], rows["domain"], strict=True):
-            completions.append(code_target(str(resp), gt) if dom == "code" else str(resp).strip())
-        ranks = rows["rank"].tolist()
-    else:
-        rows = train.drop_duplicates("query_id").sort_values("query_id")
-        completions, ranks = [], []
+    frames = []
+    if kind == LABEL_ONLY or gold:
+        rows = _gold_rows(train)
+        completions = []
         for task, gt, dom in zip(rows["task"], rows["ground_truth"], rows["domain"], strict=True):
             target, why = gold_target(str(task), gt, dom)
             completions.append(target)
             if why:
                 skipped[why] = skipped.get(why, 0) + 1
-        source, ranks = ["gold"] * len(rows), [1] * len(rows)
-    ex = pd.DataFrame({"query_id": rows["query_id"].astype(str).tolist(), "task": rows["task"].astype(str).tolist(),
-                       "domain": rows["domain"].astype(str).tolist(), "source": source, "rank": ranks,
-                       "prompt": _prompts(rows, prefixes), "completion": completions})
-    no_code = ex["completion"].isna()
-    if kind == DISTILLED and no_code.any():
-        skipped["no code in the response"] = int(no_code.sum())
-    ex = ex[~no_code].reset_index(drop=True)
+        frames.append(_frame(rows, ["gold"] * len(rows), [1 if kind == LABEL_ONLY else 0] * len(rows), completions,
+                             prefixes))
+    if kind == DISTILLED:
+        sel = select_responses(train, strategy=strategy, n=k, min_performance=min_performance, split=None,
+                               tie_break=tie_break, one_per_llm=one_per_llm)
+        for reason, n in sel.reason_counts().items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        rows = sel.picks
+        completions = [code_target(str(resp), gt) if dom == "code" else str(resp).strip()
+                       for resp, gt, dom in zip(rows["response"], rows["ground_truth"], rows["domain"], strict=True)]
+        ex = _frame(rows, rows["llm"].astype(str).tolist(), rows["rank"].tolist(), completions, prefixes)
+        no_code = ex["completion"].isna()
+        if no_code.any():
+            skipped["no code in the response"] = int(no_code.sum())
+        frames.append(ex[~no_code])
+    ex = pd.concat(frames, ignore_index=True)
+    ex = ex[ex["completion"].notna()].sort_values(["query_id", "rank"], kind="stable").reset_index(drop=True)
     return SFTData(ex[EXAMPLE_COLUMNS], skipped)

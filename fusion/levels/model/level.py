@@ -24,7 +24,8 @@ def build_sets(log: pd.DataFrame, cfg: DistillConfig) -> dict[str, SFTData]:
     d = cfg.data
     kinds = [DISTILLED, *([LABEL_ONLY] if cfg.label_only else [])]
     return {kind: build_sft_data(log, kind=kind, strategy=d.selection, k=d.k, min_performance=d.min_performance,
-                                 max_queries=d.max_queries) for kind in kinds}
+                                 max_queries=d.max_queries, gold=d.gold, tie_break=d.tie_break,
+                                 one_per_llm=d.one_per_llm) for kind in kinds}
 
 
 def queries_fingerprint(queries: pd.DataFrame) -> str:

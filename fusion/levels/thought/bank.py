@@ -94,9 +94,29 @@ Now the problem to solve:
 {prompt}"""
 
 
-def with_templates(prompt: str, templates: list[str]) -> str:
+#: FusionFactory's thought prompt (thought_level/get_thought_prompt.py), each similar question beside its template.
+#: Its last sentence asked for the answer in <answer> tags, which its own evaluation ignored (it scores the whole
+#: output); here the task's prompt says how to write the answer, so the instruction stops before that sentence.
+FUSIONFACTORY_HEAD = "Here are some similar questions and guidelines in how to solve them:\n\n"
+FUSIONFACTORY_PAIR = "Question{i}: {question}\n\nThought Template {i}: {template}\n\n"
+FUSIONFACTORY_TAIL = ("Now, please solve the following question:\n\n{prompt}\n\n Use the thought templates above as "
+                      "guidance. Reason step by step. And provide the final answer!")
+
+
+def with_templates(prompt: str, templates: list[str], questions: list[str] | None = None, *,
+                   style: str = "compact") -> str:
+    """``prompt`` with the retrieved ``templates``: as numbered guides (``compact``), or FusionFactory's layout with
+    each template's source question beside it (``fusionfactory``)."""
     if not templates:
         return prompt
+    if style == "fusionfactory":
+        if questions is None or len(questions) != len(templates):
+            raise ValueError("the fusionfactory thought prompt shows each template beside its question")
+        pairs = "".join(FUSIONFACTORY_PAIR.format(i=i, question=q.strip(), template=t.strip())
+                        for i, (q, t) in enumerate(zip(questions, templates, strict=True), 1))
+        return FUSIONFACTORY_HEAD + pairs + FUSIONFACTORY_TAIL.format(prompt=prompt)
+    if style != "compact":
+        raise ValueError(f"unknown thought prompt style {style!r}; expected 'compact' or 'fusionfactory'")
     guides = "".join(f"\nGuide {i}:\n{t.strip()}\n" for i, t in enumerate(templates, 1))
     return TEMPLATE_PROMPT.format(guides=guides, prompt=prompt)
 
@@ -109,11 +129,13 @@ def with_examples(prompt: str, examples: list[tuple[str, str]]) -> str:
     return FEW_SHOT_PROMPT.format(examples=shots, prompt=prompt)
 
 
-def augmented_prompts(bank: pd.DataFrame, queries: pd.DataFrame, retrieved: Retrieved, kind: str) -> list[str]:
+def augmented_prompts(bank: pd.DataFrame, queries: pd.DataFrame, retrieved: Retrieved, kind: str, *,
+                      style: str = "compact") -> list[str]:
     out = []
     for prompt, ctx in zip(queries["prompt"], retrieved.contexts, strict=True):
         if kind == TEMPLATE:
-            out.append(with_templates(prompt, [bank["template"].iloc[i] for i in ctx]))
+            out.append(with_templates(prompt, [bank["template"].iloc[i] for i in ctx],
+                                      [bank["question"].iloc[i] for i in ctx], style=style))
         else:
             out.append(with_examples(prompt, [(bank["question"].iloc[i], bank["best_answer"].iloc[i]) for i in ctx]))
     return out

@@ -35,7 +35,8 @@ def question_groups(log: pd.DataFrame, cfg: ThoughtConfig) -> tuple[pd.DataFrame
     if cfg.max_queries is not None:
         train_ids = sorted(log.loc[log["split"] == "train", "query_id"].unique())[:cfg.max_queries]
         log = log[(log["split"] != "train") | log["query_id"].isin(set(train_ids))]
-    sel = select_responses(log, strategy=cfg.selection, n=cfg.top_n, min_performance=cfg.min_performance)
+    sel = select_responses(log, strategy=cfg.selection, n=cfg.top_n, min_performance=cfg.min_performance,
+                           first_pass=cfg.first_pass, one_per_llm=cfg.one_per_llm, llms=cfg.source_llms)
     prefixes = shared_prefixes(log)
     rows = []
     for qid, g in sel.picks.groupby("query_id", sort=True):
@@ -58,8 +59,9 @@ def build_templates(log: pd.DataFrame, cfg: ThoughtConfig, parts_dir: Path, enco
     report = {"questions": len(bank), "templates": int(bank["template"].notna().sum()),
               "failed": int(bank["template"].isna().sum()),
               "failure_reasons": {str(k): int(v) for k, v in bank["error"].dropna().value_counts().items()},
-              "unusable_queries": unusable, "per_task": bank_counts(bank), "selection": cfg.selection,
-              "top_n": cfg.top_n, "summariser": cfg.summariser.model,
+              "unusable_queries": unusable, "per_task": bank_counts(bank), "recipe": cfg.recipe,
+              "selection": cfg.selection, "top_n": cfg.top_n, "summary_prompt": cfg.summary_prompt,
+              "summariser": cfg.summariser.model,
               "summary_tokens": {"input": int(summarised["summary_input_tokens"].fillna(0).sum()),
                                  "output": int(summarised["summary_output_tokens"].fillna(0).sum())}}
     return bank, report
@@ -84,12 +86,13 @@ def evaluate_templates(log: pd.DataFrame, bank: pd.DataFrame, cfg: ThoughtConfig
     retrieval = {}
     for arm, kind in ((FEW_SHOT, FEW_SHOT), ("templates", TEMPLATE)):
         r = retrieve(bank, queries, qemb, k=cfg.k, threshold=cfg.near_duplicate_threshold, kind=kind)
-        prompts[arm] = augmented_prompts(bank, queries, r, kind)
+        prompts[arm] = augmented_prompts(bank, queries, r, kind, style=cfg.retrieval_prompt)
         retrieval[arm] = {"fallbacks_to_zero_shot": r.fallbacks, "per_task_fallbacks": r.per_task_fallbacks,
                           "excluded_own": r.excluded_self, "excluded_near_duplicates": r.excluded_near_duplicates}
     arms = {arm: run_arm(cfg.target, queries, prompts[arm], cfg.eval, cache_dir=cache_dir, model_cache=model_cache,
                          label=arm, backend_factory=backend_factory) for arm in ARMS}
     report = compare(arms, PAIRS, n_boot=cfg.eval.n_boot)
-    report.update(target=cfg.target.model, k=cfg.k, retrieval=retrieval, skipped=skipped,
+    report.update(target=cfg.target.model, k=cfg.k, recipe=cfg.recipe, retrieval_prompt=cfg.retrieval_prompt,
+                  retrieval=retrieval, skipped=skipped,
                   near_duplicate_threshold=cfg.near_duplicate_threshold)
     return ThoughtEval(report, arms, prompts)
