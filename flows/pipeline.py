@@ -41,9 +41,12 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
+from fusion.cli_base import apply_thread_policy
 from fusion.config import PipelineConfig, ScaleOutConfig
 from fusion.stages import load_params, run_stage
 from fusion.tracking import use_registry
+
+apply_thread_policy()  # before a stage loads torch (none of the imports above does)
 
 #: the project this flow ships in: its dvc.yaml declares the stages when the parameters' folder has none
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

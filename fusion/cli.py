@@ -161,14 +161,21 @@ def embed(params: Path = PARAMS) -> None:
 @app.command()
 
 
-def report(params: Path = PARAMS) -> None:
-    """Print the last evaluation table and where to browse the runs."""
+def report(params: Path = PARAMS,
+           as_json: bool = typer.Option(False, "--json", help="print only the summary, as one JSON object")) -> None:
+    """Print each level's last evaluation, then the summary: every level on the same held-out queries against the
+    best single candidate (score, cost, difference with its 95% interval, gain / loss / no evidence)."""
+    from fusion.core.summary import summary_table
     from fusion.levels.query.report import evaluation_table
 
     p = _params(params)
     if not p.paths.eval_metrics.is_file():
         console.print(f"[red]no evaluation yet ({p.paths.eval_metrics}); run `dvc repro` or `fusion pipeline`[/red]")
         raise typer.Exit(1)
+    summary = _summary(p)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
     console.print(evaluation_table(json.loads(p.paths.eval_metrics.read_text())))
     if p.paths.promotion.is_file():
         _print_decision(json.loads(p.paths.promotion.read_text()))
@@ -192,8 +199,32 @@ def report(params: Path = PARAMS) -> None:
         console.print(f"FusionRoute token shares {', '.join(f'{k} {v:.0%}' for k, v in r['shares'].items())}; "
                       f"argmax changed by the router at {r['change_rate']:.1%} of tokens; plots: "
                       f"{p.paths.tokenroute_plot}, {p.paths.tokenroute_routing_plot}")
+    console.print(summary_table(summary))
     console.print(f"browse runs and the registered router: [bold]make ui[/bold] "
                   f"(mlflow ui --backend-store-uri {p.tracking.uri} --host 127.0.0.1 --port 5000)")
+
+
+def _summary(p) -> dict:
+    """:func:`fusion.core.summary.summarise` over the per-query rows the levels' evaluations wrote."""
+    import pandas as pd
+
+    from fusion.core.summary import summarise
+
+    metrics = json.loads(p.paths.eval_metrics.read_text())
+    levels = {level: pd.read_parquet(path) if path.is_file() else None
+              for level, path in (("query", p.paths.eval_per_query), ("thought", p.paths.thought_per_query),
+                                  ("model", p.paths.distill_per_query), ("token", p.paths.tokenroute_per_query))}
+    if levels["query"] is None:
+        console.print(f"[red]no per-query rows of the router evaluation ({p.paths.eval_per_query}): re-run "
+                      "`dvc repro`[/red]")
+        raise typer.Exit(1)
+    routed, label = metrics.get("best_router"), None
+    if routed and p.paths.promotion.is_file():
+        d = json.loads(p.paths.promotion.read_text())
+        if d.get("challenger_router") == routed:
+            label = f"routed ({routed}, " + ("champion)" if d.get("promoted") or "already the champion" in
+                                             d.get("reason", "") else "challenger: champion kept)")
+    return summarise(levels, routed=routed, routed_label=label, best_single=metrics.get("best_single"))
 
 
 FLOW_ENTRYPOINT = "flows/pipeline.py:fusion_pipeline"

@@ -4,13 +4,27 @@ turned into exit codes."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import typer
-from rich.console import Console
 
-from fusion.config import ConfigError
+def apply_thread_policy() -> None:
+    """OpenMP's passive wait for the torch threads of this process (``OMP_WAIT_POLICY=PASSIVE``, unless the
+    environment sets it, or ``FUSION_OMP_POLICY=off``): a thread that waits sleeps instead of spinning, so another
+    CPU-bound process on the machine slows the stage in proportion instead of tenfold (measured by
+    ``benchmarks/contention.py``). OpenMP reads it when torch loads: every driver calls this before anything
+    imports torch."""
+    if os.environ.get("FUSION_OMP_POLICY", "").lower() != "off":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+apply_thread_policy()
+
+import typer  # noqa: E402 - after the thread policy
+from rich.console import Console  # noqa: E402
+
+from fusion.config import ConfigError  # noqa: E402
 
 
 def _console(stderr: bool = False) -> Console:

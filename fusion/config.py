@@ -118,6 +118,16 @@ class Params(Strict):
     def _unique_routers(cls, v: list[RouterConfig]) -> list[RouterConfig]:
         return unique_names(v, "routers", " (each router is trained once)")
 
+    def price_of(self, model: str) -> tuple[float, float] | None:
+        """USD per 1M input and output tokens of a local model (the pool entry, judge, summariser or thought target
+        with these weights): what a level's held-out answers by that model are priced at; None when none has it."""
+        specs = [*self.pool, *([self.judge.llm] if self.judge.llm else []), self.thought.summariser,
+                 self.thought.target]
+        for spec in specs:
+            if spec.model == model:
+                return spec.input_price, spec.output_price
+        return None
+
     def resolve(self, base: Path) -> Params:
         """Make relative paths relative to ``base`` (the folder holding params.yaml)."""
         paths = {k: (v if v.is_absolute() else base / v) for k, v in self.paths.model_dump().items()}

@@ -79,7 +79,12 @@ BREAKS = [
           "    return np.argmax(U, axis=1)", "    return np.argmin(U, axis=1)",
           ("tests/test_rewards_routers.py", "tests/test_routers_family.py")),
     Break("promotion gate: promotes the worse model", "fusion/core/promotion.py",
-          "if delta > margin:", "if delta < -margin:", ("tests/test_promote.py",)),
+          "paired_bootstrap(chal - ref,", "paired_bootstrap(ref - chal,", ("tests/test_promote.py",)),
+    Break("promotion gate: decides on the mean, not on the interval", "fusion/core/promotion.py",
+          'if adv["lo"] > margin:', 'if adv["mean"] > margin:', ("tests/test_promote.py",)),
+    Break("summary: differences not paired per query", "fusion/core/summary.py",
+          "ci = paired_bootstrap(perf - base,", "ci = paired_bootstrap(perf - base.mean(),",
+          ("tests/test_summary.py",)),
 ]
 
 

@@ -1,6 +1,7 @@
 """The `fusion` CLI drivers: import a real log, refuse a bad one, and name a bad parameter."""
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from fusion.cli import app
@@ -52,22 +53,34 @@ def test_tables_printed_to_a_pipe_are_whole(tmp_path, repo_root):
 
     from routing_fixtures import cluster_log
 
+    from fusion.core.heldout import write_per_query
     from fusion.levels.query import build_routing_data, make_router
-    from fusion.levels.query.evaluation import evaluate_routers
+    from fusion.levels.query.evaluation import evaluate_routers, per_query_frame
 
     log, emb = cluster_log(n_per_cluster=20)
     data = build_routing_data(log, emb, 1.0, 0.0)
     name = "a-router-with-a-rather-long-name-to-widen-the-table"
+    values: dict = {}
     metrics = evaluate_routers({name: make_router("knn", k=3).fit(data.split("train"))}, data.split("train"),
-                               data.split("test"))
+                               data.split("test"), values=values)
     (tmp_path / "params.yaml").write_text((repo_root / "params.yaml").read_text())
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "eval.json").write_text(json.dumps(metrics))
-    out = subprocess.run([sys.executable, "-c", "from fusion.cli import main; main()", "report", "--params",
-                          str(tmp_path / "params.yaml")], capture_output=True, text=True, check=True).stdout
+    write_per_query(per_query_frame(data.split("test"), values), tmp_path / "reports" / "heldout" / "query.parquet")
+    cmd = [sys.executable, "-c", "from fusion.cli import main; main()", "report", "--params", str(tmp_path / "params.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert name in out and "…" not in out
     assert f"{metrics['overall'][name]['performance']:.3f}" in out
     assert max(len(line) for line in out.splitlines()) > 80
+    # the summary closes the report; --json prints it alone, as one object
+    assert "Fusion summary" in out and f"routed ({name})" in out
+    summary = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
+    routed = summary["rows"][1]
+    assert summary["n_queries"] == metrics["n_queries"] and routed["system"] == f"routed ({name})"
+    vs = metrics["vs_best_single"][name]
+    assert routed["difference"] == pytest.approx(metrics["overall"][name]["performance"]
+                                                 - metrics["overall"]["best-single"]["performance"])
+    assert vs["word"] == routed["word"] == ("gain" if vs["lo"] > 0 else "no evidence")
 
 
 def test_data_validate_quarantines_a_bad_row_of_a_file(tmp_path):

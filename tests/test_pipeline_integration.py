@@ -41,7 +41,9 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
               "data/templates/bank.parquet", "reports/templates.json", "metrics/thought_eval.json",
               "reports/thought_eval.png", "data/sft/distilled.jsonl", "data/sft/label-only.jsonl",
               "models/distilled/manifest.json", "models/distilled/distilled/adapter/adapter_config.json",
-              "metrics/distill_eval.json", "reports/distill_eval.png", "reports/distill_promotion.json"):
+              "metrics/distill_eval.json", "reports/distill_eval.png", "reports/distill_promotion.json",
+              "reports/heldout/query.parquet", "reports/heldout/thought.parquet", "reports/heldout/model.parquet",
+              "reports/heldout/token.parquet"):
         assert (tmp_path / f).is_file(), f
     # the levels ran on the same held-out queries as the routers, each arm paired
     thought, distilled, gate = result["thought_eval"], result["distill_eval"], result["promote_distilled"]
@@ -49,7 +51,15 @@ def test_prefect_flow_runs_every_stage(tmp_path, tiny_llama):
     assert set(distilled["arms"]) == {"base", "distilled", "label-only"} and distilled["n_queries"] == 4
     assert {(d["arm"], d["baseline"]) for d in distilled["differences"]} >= {("distilled", "base"),
                                                                               ("distilled", "label-only")}
-    assert gate["challenger"] == "1" and gate["compared_with"] == "base"
+    assert gate["challenger"] == "1" and gate["compared_with"] == "base" and gate["advantage"]["n"] == 4
+    # `fusion report`'s summary: every level on the same 4 held-out queries against the same best-single
+    from fusion.cli import _summary
+    from fusion.config import load_params
+
+    summary = _summary(load_params(params))
+    assert [r["level"] for r in summary["rows"]] == ["query", "query", "thought", "model", "token"]
+    assert summary["n_queries"] == 4 and summary["note"] is None
+    assert all(r["word"] in {"gain", "loss", "no evidence"} for r in summary["rows"][1:])
     # every stage run is in MLflow with its parameters, metrics and artifacts; both routers are registered
     import mlflow
 
@@ -172,7 +182,8 @@ def test_dvc_repro_is_incremental_and_the_distilled_model_joins_the_pool(tmp_pat
     # the retrained routers are new versions; the gate compared the new challenger with the champion
     decision = json.loads((work / "reports/promotion.json").read_text())
     assert decision["champion_before"] is not None and decision["challenger"] in {"3", "4"}
-    assert ("beats champion" in decision["reason"]) == decision["promoted"]
+    assert ("lower bound is above the margin" in decision["reason"]) == decision["promoted"]
+    assert decision["advantage"]["n"] == metrics["n_queries"]  # decided on the interval over the test queries
     manifest = json.loads((work / "models/distilled/manifest.json").read_text())
     assert manifest["models"]["distilled"]["steps"] == 6 and manifest["models"]["distilled"]["version"] == "2"
 

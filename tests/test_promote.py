@@ -10,15 +10,25 @@ from fusion.levels.query.serving import log_router_model
 from fusion.tracking import alias_version, registry_client, stage_run
 
 
-def test_decide():
-    ok, why = decide(0.6, None, 0.01, "reward")
-    assert ok and "no champion yet" in why
-    ok, why = decide(0.62, 0.60, 0.01, "reward")
-    assert ok and "beats champion 0.6000 by +0.0200" in why
-    ok, why = decide(0.605, 0.60, 0.01, "reward")
-    assert not ok and "champion kept" in why
-    ok, _ = decide(0.60, 0.60, 0.0, "reward")  # a tie never moves the champion
+def test_decide_promotes_on_the_interval_not_on_the_mean():
+    import numpy as np
+
+    ok, why, adv = decide(np.full(20, 0.6), None, 0.01, "reward")
+    assert ok and "no champion yet" in why and adv is None
+    better = np.r_[np.ones(10), np.zeros(10)]
+    ok, why, adv = decide(better, np.zeros(20), 0.01, "reward")  # 10 of 20 queries better, none worse
+    assert ok and "lower bound is above the margin 0.01: promoted" in why
+    assert adv["mean"] == 0.5 and 0.2 < adv["lo"] < 0.5 < adv["hi"] and adv["n"] == 20
+    # one query of 20 better: the mean (+0.05) beats the margin, the interval does not exclude it
+    one = np.r_[1.0, np.zeros(19)]
+    ok, why, adv = decide(one, np.zeros(20), 0.01, "reward")
+    assert not ok and adv["mean"] == 0.05 and adv["lo"] <= 0.01 and "champion kept" in why
+    ok, why, _ = decide(np.zeros(20), better, 0.0, "reward", "base")  # a loss: not promoted
+    assert not ok and "not promoted" in why
+    ok, _, _ = decide(better, better, 0.0, "reward")  # a tie never moves the champion
     assert not ok
+    with pytest.raises(ValueError, match="different queries"):
+        decide(np.ones(3), np.ones(4), 0.0, "reward")
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +62,14 @@ def test_champion_moves_only_past_the_margin(registry):
     held = promote(client, "gate", v["knn"], test, margin=0.6)
     assert not held.promoted and "champion kept" in held.reason
     assert held.challenger_score == pytest.approx(1.0) and held.champion_score == pytest.approx(0.5)
+    assert held.advantage["mean"] == pytest.approx(0.5) and held.advantage["lo"] <= 0.6  # decided on the interval
     assert alias_version(client, "gate", CHAMPION) == v["best-single"]
     assert alias_version(client, "gate", CHALLENGER) == v["knn"]
     assert client.get_model_version("gate", v["knn"]).tags["promotion"] == held.reason
 
     moved = promote(client, "gate", v["knn"], test, margin=0.1)
     assert moved.promoted and moved.champion_before == v["best-single"] and moved.champion_after == v["knn"]
+    assert moved.advantage["lo"] > 0.1 and "lower bound is above the margin 0.1" in moved.reason
     assert alias_version(client, "gate", CHAMPION) == v["knn"]
     assert moved.split_fingerprint == first.split_fingerprint and moved.n_queries == len(test)
 

@@ -16,7 +16,6 @@ class Strict(BaseModel):
 #: the named presets of the levels' recipes: ``cpu`` (the embedded default's settings, small prompts for 135M
 #: models on a CPU) and ``fusionfactory`` (FusionFactory's official settings, arXiv 2507.10540 and its code)
 Recipe = Literal["cpu", "fusionfactory"]
-RECIPES: tuple[str, ...] = ("cpu", "fusionfactory")
 
 
 def with_recipe(data: Any, presets: dict[str, dict[str, Any]]) -> Any:
@@ -129,6 +128,10 @@ class PathsConfig(Strict):
     eval_report: Path = Path("reports/eval.md")
     eval_plot: Path = Path("reports/eval.png")
     promotion: Path = Path("reports/promotion.json")
+    eval_per_query: Path = Path("reports/heldout/query.parquet")  # every level's held-out rows, one layout
+    thought_per_query: Path = Path("reports/heldout/thought.parquet")
+    distill_per_query: Path = Path("reports/heldout/model.parquet")
+    tokenroute_per_query: Path = Path("reports/heldout/token.parquet")
     template_parts: Path = Path("data/template_parts")
     template_bank: Path = Path("data/templates/bank.parquet")
     templates_report: Path = Path("reports/templates.json")

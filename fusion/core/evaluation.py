@@ -24,7 +24,7 @@ from fusion.core.embedding import shared_prefixes, strip_prefixes
 from fusion.core.generate import BACKEND_COLUMNS, backend_session
 from fusion.core.generate import generate_cached as cached
 from fusion.core.identity import model_key, output_key
-from fusion.core.stats import paired_bootstrap
+from fusion.core.stats import paired_bootstrap, verdict
 from fusion.tasks.scoring import score_all
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ def compare(arms: dict[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], *, 
         if arm not in arms or base not in arms:
             continue
         diff = arms[arm]["performance"].to_numpy(float) - arms[base]["performance"].to_numpy(float)
-        entry = {"arm": arm, "baseline": base, **paired_bootstrap(diff, n_boot=n_boot, seed=seed), "per_task": {}}
+        ci = paired_bootstrap(diff, n_boot=n_boot, seed=seed)
+        entry = {"arm": arm, "baseline": base, **ci, "word": verdict(ci), "per_task": {}}
         for t in tasks:
             m = (first["task"] == t).to_numpy()
             entry["per_task"][t] = {**paired_bootstrap(diff[m], n_boot=n_boot, seed=seed), "n": int(m.sum())}
@@ -151,29 +152,30 @@ def rich_table(report: dict, title: str) -> Table:
     for t in report["tasks"]:
         table.add_column(f"{t} (n={report['tasks'][t]})", justify="right")
     table.add_column("tokens in/out", justify="right")
+    table.add_column("shows")
     for name, a in report["arms"].items():
         table.add_row(name, f"{a['performance']:.3f}", *[f"{report['per_task'][t][name]:.3f}" for t in report["tasks"]],
-                      f"{a['input_tokens']:.0f}/{a['output_tokens']:.0f}")
+                      f"{a['input_tokens']:.0f}/{a['output_tokens']:.0f}", "")
     for d in report["differences"]:
         cells = [f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"]
         cells += [f"{d['per_task'][t]['mean']:+.3f} [{d['per_task'][t]['lo']:+.3f}, {d['per_task'][t]['hi']:+.3f}]"
                   for t in report["tasks"]]
-        table.add_row(f"{d['arm']} − {d['baseline']}", *cells, "")
+        table.add_row(f"{d['arm']} − {d['baseline']}", *cells, "", d.get("word", ""))
     return table
 
 
 def markdown(report: dict) -> str:
     tasks = list(report["tasks"])
-    head = "| arm | all | " + " | ".join(f"{t} (n={report['tasks'][t]})" for t in tasks) + " | tokens in/out |"
-    lines = [head, "|" + "---|" * (len(tasks) + 3)]
+    head = "| arm | all | " + " | ".join(f"{t} (n={report['tasks'][t]})" for t in tasks) + " | tokens in/out | shows |"
+    lines = [head, "|" + "---|" * (len(tasks) + 4)]
     for name, a in report["arms"].items():
         lines.append(f"| {name} | {a['performance']:.3f} | "
                      + " | ".join(f"{report['per_task'][t][name]:.3f}" for t in tasks)
-                     + f" | {a['input_tokens']:.0f}/{a['output_tokens']:.0f} |")
+                     + f" | {a['input_tokens']:.0f}/{a['output_tokens']:.0f} | |")
     for d in report["differences"]:
         lines.append(f"| {d['arm']} − {d['baseline']} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] | "
                      + " | ".join(f"{d['per_task'][t]['mean']:+.3f} [{d['per_task'][t]['lo']:+.3f}, "
-                                  f"{d['per_task'][t]['hi']:+.3f}]" for t in tasks) + " | |")
+                                  f"{d['per_task'][t]['hi']:+.3f}]" for t in tasks) + f" | | {d.get('word', '')} |")
     return "\n".join(lines) + "\n"
 
 

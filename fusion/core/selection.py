@@ -34,7 +34,6 @@ import pandas as pd
 
 Strategy = Literal["performance", "judge", "hybrid", "two_pass"]
 STRATEGIES: tuple[str, ...] = ("performance", "judge", "hybrid", "two_pass")
-TieBreak = Literal["shorter", "longer"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +127,9 @@ def select_responses(log: pd.DataFrame, *, strategy: str = "hybrid", n: int = 3,
                              "RouterBench, AlpacaEval)")
     usable, reason = _usable(log, "performance" if strategy == "two_pass" else strategy, min_performance)
     if llms is not None:
-        unknown = sorted(set(llms) - set(log["llm"].dropna().astype(str)))
-        if len(unknown) == len(set(llms)):
-            raise SelectionError(f"none of the source LLMs {sorted(set(llms))} is in the log")
         source = log["llm"].isin(set(llms))
+        if not source.any():
+            raise SelectionError(f"none of the source LLMs {sorted(set(llms))} is in the log")
         reason = reason.mask(usable & ~source, NOT_A_SOURCE)
         usable = usable & source
     ranked = rank_responses(log[usable], strategy, tie_break=tie_break)

@@ -56,3 +56,16 @@ def paired_bootstrap(diff: ArrayLike, groups: ArrayLike | None = None, *, n_boot
     alpha = (1 - level) / 2
     return {"mean": float(np.mean([p.mean() for p in parts])), "lo": float(np.quantile(stats, alpha)),
             "hi": float(np.quantile(stats, 1 - alpha))}
+
+
+GAIN, LOSS, NO_EVIDENCE = "gain", "loss", "no evidence"
+
+
+def verdict(interval: dict[str, float], margin: float = 0.0) -> str:
+    """The plain word for a difference's interval (``lo``, ``hi``): ``gain`` when all of it lies above ``margin``,
+    ``loss`` when all of it lies below ``-margin``, else ``no evidence``."""
+    if interval["lo"] > margin:
+        return GAIN
+    if interval["hi"] < -margin:
+        return LOSS
+    return NO_EVIDENCE

@@ -69,9 +69,12 @@ def assembled(ref: str, cache_dir: str | Path) -> Path | None:
     if not callable(getattr(mod, "assemble", None)):
         return None
     target = Path(cache_dir) / "assembled" / module / rel
-    if not target.is_file():
-        logger.info("assembling %s from its chunk packages into %s (once)", rel, target)
-    return Path(mod.assemble(target))
+    if target.is_file():  # checked by the package when it assembled it: not re-hashed (253 MB) on every load
+        return target
+    logger.info("assembling %s from its chunk packages into %s (once)", rel, target)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    Path(mod.assemble(tmp)).replace(target)  # a killed assembly leaves no file that looks finished
+    return target
 
 
 def _file_digest(path: Path) -> str:

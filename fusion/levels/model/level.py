@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fusion.backends import make_backend
@@ -49,9 +50,10 @@ def evaluate_models(log: pd.DataFrame, models: dict[str, LLMSpec], cfg: DistillC
 
 
 def score_model(spec: LLMSpec, log: pd.DataFrame, cfg: DistillConfig, *, cache_dir: Path, model_cache: Path,
-                backend_factory: Callable = make_backend) -> tuple[float, str]:
-    """One model's mean performance on the held-out queries, and their fingerprint (what the gate compares)."""
+                backend_factory: Callable = make_backend) -> tuple[np.ndarray, str]:
+    """One model's performance on each held-out query (in query-id order), and their fingerprint (what the gate
+    compares)."""
     queries, _ = held_out_queries(log, cfg.eval)
     arm = run_arm(spec, queries, queries["prompt"].tolist(), cfg.eval, cache_dir=cache_dir, model_cache=model_cache,
                   label=spec.name, backend_factory=backend_factory)
-    return float(arm["performance"].mean()), queries_fingerprint(queries)
+    return arm["performance"].to_numpy(float), queries_fingerprint(queries)

@@ -45,8 +45,10 @@ class EvaluateConfig(Strict):
 
 
 class PromoteConfig(Strict):
-    """The promotion gate: the best router of a run (the challenger) becomes ``champion`` only when it beats the
-    current champion on the same evaluation split by more than ``margin`` (in units of ``metric``)."""
+    """The promotion gate: the best router of a run (the challenger) becomes ``champion`` only when the lower bound
+    of the paired-bootstrap 95% interval of its per-query advantage over the current champion, on the same
+    evaluation split, is above ``margin`` (in units of ``metric``; ``n_boot`` resamples)."""
 
     metric: Literal["reward", "performance"] = "reward"
     margin: float = Field(default=0.0, ge=0)
+    n_boot: int = Field(default=1000, ge=100)

@@ -25,12 +25,15 @@ def evaluation_markdown(metrics: dict) -> str:
         for m in metrics["methods"]:
             v = block[m]
             lines.append(f"| {task} | {m} | {v['performance']:.3f} | {v['cost']:.6f} | {v['reward']:.3f} |")
-    lines += ["", "| router | gain over best-single | gain over task-best | oracle gap recovered | routing |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| router | reward − best-single (95% CI) | | gain over task-best | oracle gap recovered | routing |",
+              "|---|---|---|---|---|---|"]
     for m in metrics["routers"]:
         gr = metrics["gap_recovered"][m]
         dist = ", ".join(f"`{c}` {s:.0%}" for c, s in metrics["routing_distribution"][m].items() if s > 0)
-        lines.append(f"| {m} | {metrics['gain_over_best_single'][m]:+.3f} | {metrics['gain_over_task_best'][m]:+.3f} "
+        vs = metrics.get("vs_best_single", {}).get(m)
+        gain = format_ci(vs) or f"{metrics['gain_over_best_single'][m]:+.3f}"
+        lines.append(f"| {m} | {gain} | "
+                     f"{vs['word'] if vs else ''} | {metrics['gain_over_task_best'][m]:+.3f} "
                      f"| {'n/a' if gr is None else f'{gr:.3f}'} | {dist} |")
     if metrics.get("task_blind"):
         lines += ["", "Served without the queries' task (as a client that sends none; the routers infer it):", "",
@@ -47,15 +50,18 @@ def evaluation_table(metrics: dict):
 
     t = Table(title=f"Router evaluation ({metrics['n_queries']} test queries, best single: {metrics['best_single']},"
                     f" best router: {metrics['best_router']})")
-    for col in ("task", "method", "performance", "cost $/q", "reward", "gap recovered"):
+    for col in ("task", "method", "performance", "cost $/q", "reward", "reward − best-single (95% CI)", "gap recovered"):
         t.add_column(col, justify="right" if col not in ("task", "method") else "left")
     methods = metrics["methods"]
+    vs_best = metrics.get("vs_best_single", {})
     for task, block in [("overall", metrics["overall"]), *metrics["per_task"].items()]:
         for i, m in enumerate(methods):
             v = block[m]
             gr = metrics["gap_recovered"].get(m) if task == "overall" else None
+            vs = vs_best.get(m) if task == "overall" else None
             t.add_row(task if i == 0 else "", m, f"{v['performance']:.3f}", f"{v['cost']:.6f}", f"{v['reward']:.3f}",
-                      "" if gr is None else f"{gr:.3f}", end_section=i == len(methods) - 1)
+                      f"{format_ci(vs)} {vs['word']}" if vs else "", "" if gr is None else f"{gr:.3f}",
+                      end_section=i == len(methods) - 1)
     return t
 
 

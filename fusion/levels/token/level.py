@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 
 FUSED, ROUTING_ONLY, SELECTION, PLAIN = "fusionroute", "routing-only", "sequence-selection", "fine-tuned"
 FUSED_SFT = "fusionroute-sft"  # FusionRoute with the router as the SFT phase left it (the paper's CDPO ablation)
+
+
+def models_per_token(n_experts: int, policy: str) -> dict[str, int]:
+    """How many models an arm runs per generated token (what its answers are priced at, times one model's price):
+    the router and, under ``lazy``, the one expert it selects (``all``: every expert); sequence selection runs every
+    expert over the whole answer; an expert alone or the fine-tuned model, one (a lazy expert's catch-up on the
+    tokens it skipped is not counted)."""
+    routed = 1 + (1 if policy == "lazy" else n_experts)
+    return {FUSED: routed, FUSED_SFT: routed, ROUTING_ONLY: routed, SELECTION: n_experts}
 ROUTER_DIR, PLAIN_DIR, SFT_ROUTER_DIR = "router", "plain", "router_sft"
 
 

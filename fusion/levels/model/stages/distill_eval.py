@@ -1,6 +1,6 @@
 """Stage ``distill_eval``: the base, distilled and label-only models answer the same held-out queries; per-task
 performance, tokens, and each difference with its paired-bootstrap 95% interval (JSON, table, plot, MLflow; the
-registered version is tagged with its score)."""
+registered version is tagged with its score), and every arm's per-query rows (Parquet: the gate reads them)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from fusion.core.evaluation import log_comparison, placeholder_plot, plot, rich_table
+from fusion.core.heldout import per_query_table, write_per_query
 from fusion.core.identity import local_spec as model_spec
 from fusion.core.selection import level_log
 from fusion.levels.model.level import BASE, evaluate_models
@@ -32,6 +33,7 @@ def run(params: Params) -> dict:
         why = "the model level is disabled" if not cfg.enabled else "no distilled model (no SFT example)"
         report = {"enabled": False, "reason": why}
         out.write_text(json.dumps(report) + "\n")
+        write_per_query(per_query_table("model", {}), params.paths.distill_per_query)
         placeholder_plot(params.paths.distill_plot, why)
         return report
     log, _ = level_log(params.paths.routing_log)
@@ -45,6 +47,7 @@ def run(params: Params) -> dict:
                                        model_cache=params.paths.model_cache)
         report = {"enabled": True, **report, "version": manifest["models"]["distilled"].get("version")}
         out.write_text(json.dumps(report, indent=2) + "\n")
+        write_per_query(per_query_table("model", arms, params.price_of(cfg.base)), params.paths.distill_per_query)
         plot(report, params.paths.distill_plot, "distillation: differences (95% CI)")
         Console().print(rich_table(report, f"model level on {report['n_queries']} held-out queries"))
         if ml:

@@ -1,12 +1,16 @@
 """Stage ``promote_distilled``: the distilled model's gate (:func:`fusion.levels.model.registry.promote_distilled`): the
-new version becomes ``champion`` only when it beats the champion (or the base model, when there is none) on the
-same held-out queries by more than ``distill.margin``; the decision and its reason are written and logged."""
+new version becomes ``champion`` only when the lower bound of the 95% interval of its per-query advantage over the
+champion (or the base model, when there is none) on the same held-out queries is above ``distill.margin``; the decision and its reason are written and logged."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
+from fusion.core.heldout import arm_scores
 from fusion.core.identity import local_spec as model_spec
 from fusion.core.promotion import record_decision
 from fusion.core.selection import level_log
@@ -32,7 +36,10 @@ def run(params: Params) -> dict:
         log, _ = level_log(params.paths.routing_log)
         base = model_spec("base", cfg.base)
 
-        def score_version(uri: str) -> float:
+        rows = pd.read_parquet(params.paths.distill_per_query)
+        order = rows.loc[rows["arm"] == "base", "query_id"].tolist()  # the held-out order, as score_model answers
+
+        def score_version(uri: str) -> np.ndarray:
             score, fingerprint = score_model(model_spec("champion", uri, base), log, cfg,
                                              cache_dir=params.paths.generation_cache,
                                              model_cache=params.paths.model_cache)
@@ -44,9 +51,9 @@ def run(params: Params) -> dict:
                                                               "margin": cfg.margin}) as ml:
             client = registry_client(params.tracking)
             decision = promote_distilled(client, cfg.registered_model, str(version),
-                                         challenger_score=metrics["arms"]["distilled"]["performance"],
-                                         base_score=metrics["arms"]["base"]["performance"],
-                                         score_version=score_version, margin=cfg.margin)
+                                         challenger_scores=arm_scores(rows, "distilled", order),
+                                         base_scores=arm_scores(rows, "base", order),
+                                         score_version=score_version, margin=cfg.margin, n_boot=cfg.eval.n_boot)
             ml.log_metrics({k: float(decision[k]) for k in ("challenger_score", "reference_score", "base_score")})
             record_decision(ml, decision, params.paths.distill_promotion, "distill_promotion.json")
             return decision

@@ -1,5 +1,6 @@
 """Stage ``evaluate``: every trained router and the baselines on the evaluation split; the best router is the
-challenger. Writes the metrics (JSON), the report (Markdown) and the cost-quality plot, and tags each registered
+challenger. Writes the metrics (JSON), every method's per-query rows (Parquet), the report (Markdown) and the
+cost-quality plot, and tags each registered
 version with its scores."""
 
 from __future__ import annotations
@@ -7,8 +8,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from fusion.core.heldout import write_per_query
 from fusion.levels.query import load_router
-from fusion.levels.query.evaluation import evaluate_routers
+from fusion.levels.query.evaluation import evaluate_routers, per_query_frame
 from fusion.levels.query.report import evaluation_markdown, plot_evaluation
 from fusion.levels.query.stages.routing import read_manifest, routing_data
 from fusion.tracking import data_version, flat_metrics, stage_run
@@ -24,7 +26,10 @@ def run(params: Params) -> dict:
     test = data.split(params.evaluate.split)
     paths = params.paths
     with stage_run(params.tracking, "evaluate", {"routers": ",".join(routers), "split": params.evaluate.split}) as ml:
-        metrics = evaluate_routers(routers, data.split("train"), test, task_blind=params.evaluate.task_blind)
+        values: dict = {}
+        metrics = evaluate_routers(routers, data.split("train"), test, task_blind=params.evaluate.task_blind,
+                                   values=values)
+        write_per_query(per_query_frame(test, values), paths.eval_per_query)
         metrics["versions"] = {e["name"]: e["version"] for e in manifest["routers"]}
         for p in (paths.eval_metrics, paths.eval_report):
             p.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def run(params: Params) -> dict:
         with stage_run(params.tracking, "promote", {**cfg.model_dump(), "challenger_router": best,
                                                     "challenger_version": version}) as ml:
             client = registry_client(params.tracking)
-            decision = promote(client, model, version, test, cfg.metric, cfg.margin).to_dict()
+            decision = promote(client, model, version, test, cfg.metric, cfg.margin, n_boot=cfg.n_boot).to_dict()
             decision["challenger_router"] = best
             ml.log_metrics({k: decision[k] for k in ("challenger_score", "champion_score")
                             if decision[k] is not None})

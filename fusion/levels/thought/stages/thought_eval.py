@@ -1,6 +1,6 @@
 """Stage ``thought_eval``: the target model on held-out queries zero-shot, few-shot and with retrieved templates;
 per-task performance, tokens, and each difference with its paired-bootstrap 95% interval (JSON, table, plot,
-MLflow)."""
+MLflow), and every arm's per-query rows (Parquet)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 
 from fusion.core.embedding import Encoder
 from fusion.core.evaluation import log_comparison, placeholder_plot, plot, rich_table
+from fusion.core.heldout import per_query_table, write_per_query
 from fusion.core.selection import level_log
 from fusion.levels.thought.level import evaluate_templates
 from fusion.tracking import stage_run
@@ -29,6 +30,7 @@ def run(params: Params) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:
         out.write_text(json.dumps({"enabled": False}) + "\n")
+        write_per_query(per_query_table("thought", {}), params.paths.thought_per_query)
         placeholder_plot(params.paths.thought_plot, "the thought level is disabled")
         return {"enabled": False}
     log, _ = level_log(params.paths.routing_log)
@@ -40,6 +42,8 @@ def run(params: Params) -> dict:
                                     model_cache=params.paths.model_cache)
         report = {"enabled": True, **result.report}
         out.write_text(json.dumps(report, indent=2) + "\n")
+        write_per_query(per_query_table("thought", result.arms, (cfg.target.input_price, cfg.target.output_price)),
+                        params.paths.thought_per_query)
         plot(report, params.paths.thought_plot, "thought templates: differences (95% CI)")
         Console().print(rich_table(report, f"thought level on {report['n_queries']} held-out queries"))
         if ml:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from fusion.core.evaluation import log_comparison, placeholder_plot, plot, rich_table
+from fusion.core.heldout import per_query_table, write_per_query
 from fusion.core.selection import level_log
 from fusion.levels.token.level import (
     FUSED,
@@ -20,6 +21,7 @@ from fusion.levels.token.level import (
     SFT_ROUTER_DIR,
     evaluate,
     experts_of,
+    models_per_token,
     routing_plot,
 )
 from fusion.levels.token.stages.tokenroute_train import TRAIN_REPORT
@@ -40,6 +42,7 @@ def run(params: Params) -> dict:
         why = "the token level is disabled" if not cfg.enabled else "no trained token-level router"
         report = {"enabled": False, "reason": why}
         out.write_text(json.dumps(report) + "\n")
+        write_per_query(per_query_table("token", {}), params.paths.tokenroute_per_query)
         placeholder_plot(params.paths.tokenroute_plot, why)
         placeholder_plot(params.paths.tokenroute_routing_plot, why)
         return report
@@ -57,6 +60,9 @@ def run(params: Params) -> dict:
         version = train.get(ROUTER_DIR, {}).get("version")
         report = {"enabled": True, **report, "version": version}
         out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+        write_per_query(per_query_table("token", arms, params.price_of(cfg.base),
+                                        models_per_token(len(experts), cfg.eval.policy)),
+                        params.paths.tokenroute_per_query)
         plot(report, params.paths.tokenroute_plot, "token level: FusionRoute − baseline (95% CI)")
         routing_plot(report, params.paths.tokenroute_routing_plot)
         console = Console()
