@@ -116,3 +116,23 @@ def test_collect_dry_run_prints_the_plan_and_generates_nothing(tmp_path, tiny_ll
     assert res.exit_code == 0, res.output
     assert "tiny-a:direct" in res.output and "tiny-a:think" in res.output and "calls, estimated $" in res.output
     assert not list((tmp_path / "data" / "collect_parts").rglob("part-*.parquet"))
+
+
+def test_every_driver_sets_the_passive_wait_before_torch_loads():
+    """OpenMP reads its wait policy when torch loads: the CLI and the flow set it first (benchmarks/contention.py)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os, sys; import {mod}; "
+             "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "FUSION_OMP_POLICY")}
+    for mod in ("fusion.cli", "flows.pipeline"):
+        out = subprocess.run([sys.executable, "-c", probe.format(mod=mod)], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out == ["False", "PASSIVE"], mod
+    mine = subprocess.run([sys.executable, "-c", probe.format(mod="fusion.cli")], capture_output=True, text=True,
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True).stdout.split()
+    off = subprocess.run([sys.executable, "-c", probe.format(mod="fusion.cli")], capture_output=True, text=True,
+                         env={**env, "FUSION_OMP_POLICY": "off"}, check=True).stdout.split()
+    assert mine[1] == "ACTIVE" and off[1] == "None"  # the user's setting wins; off leaves OpenMP's default

@@ -38,8 +38,13 @@ def test_queries_have_splits_per_task(queries):
     assert queries["query_id"].is_unique
 
 
-def test_collect_rows_tokens_cost(queries, spec, tmp_path):
+def test_collect_rows_tokens_cost(queries, spec, tmp_path, capsys):
     log = collect(queries, [spec], CFG, tmp_path / "parts", model_cache=tmp_path / "mc")
+    # into a pipe (dvc repro > log) a line per written part, since rich draws no live bar there
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("collect tiny:") and " answers, " in x]
+    done = [int(x.split(": ")[1].split("/")[0]) for x in lines]
+    assert len(lines) >= 8 and done == sorted(done) and lines[0].startswith("collect tiny:direct: 3/20 answers, 0 errors")
+    assert lines[-1].startswith("collect tiny:think: 20/20 answers")
     assert check_log(log) == []
     assert len(log) == 20 and set(log["candidate"]) == {"tiny:direct", "tiny:think"}
     assert (log["input_tokens"] > 0).all() and (log["output_tokens"] > 0).all()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,6 +353,10 @@ def _run_mode(backend: Backend, spec: LLMSpec, mode: str, qs: pd.DataFrame, cfg:
             progress.update(bar, advance=len(batch), description=f"collect {cand}",
                             tokens=f["tokens"] + sum(r["output_tokens"] or 0 for r in rows), usd=f["usd"] + usd,
                             errors=f["errors"] + sum(r["error"] is not None for r in rows))
+            if not sys.stdout.isatty():  # rich draws no live bar into a pipe or a file (dvc repro > log): a line per part
+                t = progress.tasks[bar]
+                print(f"collect {cand}: {t.completed:.0f}/{t.total:.0f} answers, {t.fields['errors']} errors, "
+                      f"{t.elapsed or 0:.0f} s", flush=True)
         else:
             logger.info("collect %s: %d rows written (%d errors)", cand, len(rows),
                         sum(r["error"] is not None for r in rows))
