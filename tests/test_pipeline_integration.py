@@ -141,6 +141,7 @@ def _ran(out: str) -> set[str]:
     return {s for s in ALL_STAGES if f"Running stage '{s}'" in out}
 
 
+@pytest.mark.timeout(1800)  # five tiny repros: 11 min alone on 2 cores; past 900 s when other jobs share the cores
 def test_dvc_repro_is_incremental_and_the_distilled_model_joins_the_pool(tmp_path, tiny_llama):
     """`dvc repro` runs every level; a second run does nothing; a parameter re-runs only its stages and what follows;
     a pool entry naming the registered distilled model is collected and routed by the next repro; a production log
