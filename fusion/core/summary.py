@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from fusion.core.heldout import arm_scores
 from fusion.core.stats import paired_bootstrap, verdict
 
 BEST_SINGLE = "best-single"
@@ -49,15 +50,10 @@ def summarise(levels: Mapping[str, pd.DataFrame | None], *, routed: str | None, 
     if not ids:
         raise ValueError(f"the levels answered no held-out query in common (queries per arm: {evaluated})")
 
-    def values(level: str, arm: str, column: str) -> np.ndarray:
-        rows = levels[level]
-        rows = rows[rows["arm"] == arm].drop_duplicates("query_id").set_index("query_id")
-        return pd.to_numeric(rows.loc[ids, column], errors="coerce").to_numpy(float)
-
-    base = values("query", BEST_SINGLE, "performance")
+    base = arm_scores(query, BEST_SINGLE, ids)
     out_rows = []
     for label, level, arm in wanted:
-        perf, cost = values(level, arm, "performance"), values(level, arm, "cost")
+        perf, cost = arm_scores(levels[level], arm, ids), arm_scores(levels[level], arm, ids, "cost")
         row = {"system": label, "level": level, "arm": arm, "score": float(perf.mean()),
                "cost_usd": None if np.isnan(cost).any() else float(cost.mean())}
         if arm == BEST_SINGLE:
