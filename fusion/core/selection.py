@@ -80,10 +80,7 @@ def rank_responses(rows: pd.DataFrame, strategy: str, *, tie_break: str = "short
     if tie_break not in ("shorter", "longer"):
         raise ValueError(f"unknown tie break {tie_break!r}; expected 'shorter' or 'longer'")
     chars = rows["response"].astype("string").str.len().fillna(0).astype(int)
-    keyed = rows.assign(
-        _perf=rows["performance"].astype("Float64").fillna(-1.0).astype(float),
-        _judge=rows["judge_score"].astype("Float64").fillna(-1.0).astype(float),
-        _cost=rows["cost_usd"].astype("Float64").fillna(np.inf).astype(float),
+    keyed = _sort_keys(rows).assign(
         _len=chars,
         _tok=rows["output_tokens"].astype("Float64").fillna(-1.0).astype(float) if "output_tokens" in rows
         else chars.astype(float),
@@ -100,12 +97,18 @@ def rank_responses(rows: pd.DataFrame, strategy: str, *, tie_break: str = "short
 def _second_pass(first: pd.DataFrame) -> pd.DataFrame:
     """FusionFactory's second pass: the first pass's picks re-ranked by the judge, ties to the lower cost (then the
     first pass's order)."""
-    keyed = first.assign(_order=np.arange(len(first)),
-                         _judge=first["judge_score"].astype("Float64").fillna(-1.0).astype(float),
-                         _cost=first["cost_usd"].astype("Float64").fillna(np.inf).astype(float))
+    keyed = _sort_keys(first).assign(_order=np.arange(len(first)))
     out = keyed.sort_values(["query_id", "_judge", "_cost", "_order"], ascending=[True, False, True, True],
                             kind="stable")
-    return out.drop(columns=["_order", "_judge", "_cost"])
+    return out.drop(columns=["_order", "_perf", "_judge", "_cost"])
+
+
+def _sort_keys(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the sort keys both passes use: ``_perf`` and ``_judge`` (missing: -1, last) and ``_cost``
+    (missing: infinite, last)."""
+    return rows.assign(_perf=rows["performance"].astype("Float64").fillna(-1.0).astype(float),
+                       _judge=rows["judge_score"].astype("Float64").fillna(-1.0).astype(float),
+                       _cost=rows["cost_usd"].astype("Float64").fillna(np.inf).astype(float))
 
 
 def select_responses(log: pd.DataFrame, *, strategy: str = "hybrid", n: int = 3, min_performance: float = 1.0,

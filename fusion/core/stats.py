@@ -69,3 +69,15 @@ def verdict(interval: dict[str, float], margin: float = 0.0) -> str:
     if interval["hi"] < -margin:
         return LOSS
     return NO_EVIDENCE
+
+
+def difference(values: ArrayLike, baseline: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
+               margin: float = 0.0) -> dict:
+    """What every level reports for a system against a baseline on the same queries: the mean per-query
+    difference ``values - baseline``, its paired-bootstrap 95% interval (``lo``, ``hi``) and its word (gain / loss
+    / no evidence, :func:`verdict`)."""
+    a, b = as_1d("values", values), as_1d("baseline", baseline)
+    if a.shape != b.shape:
+        raise ValueError(f"values and baseline were scored on different queries ({a.size} != {b.size})")
+    ci = paired_bootstrap(a - b, n_boot=n_boot, seed=seed)
+    return {**ci, "word": verdict(ci, margin)}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fusion.core.heldout import arm_scores
-from fusion.core.stats import paired_bootstrap, verdict
+from fusion.core.stats import difference
 
 BEST_SINGLE = "best-single"
 #: (row label, level, arm): the fused systems of the levels after the query level's routed system
@@ -59,8 +59,8 @@ def summarise(levels: Mapping[str, pd.DataFrame | None], *, routed: str | None, 
         if arm == BEST_SINGLE:
             row.update(difference=None, lo=None, hi=None, word=None)
         else:
-            ci = paired_bootstrap(perf - base, n_boot=n_boot, seed=seed)
-            row.update(difference=ci["mean"], lo=ci["lo"], hi=ci["hi"], word=verdict(ci))
+            ci = difference(perf, base, n_boot=n_boot, seed=seed)
+            row.update(difference=ci["mean"], lo=ci["lo"], hi=ci["hi"], word=ci["word"])
         out_rows.append(row)
     partial = {k: n for k, n in evaluated.items() if n != len(ids)}
     return {"metric": "performance", "baseline": best_single or BEST_SINGLE, "n_queries": len(ids),

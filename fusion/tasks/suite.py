@@ -1,4 +1,4 @@
-"""FusionBench's 14 tasks plus our two synthetic ones, registered in :data:`~fusion.tasks.base.TASKS`.
+"""FusionBench's 14 tasks plus our four synthetic ones, registered in :data:`~fusion.tasks.base.TASKS`.
 
 Domains follow FusionBench's grouping (:mod:`fusion.tasks.domains`). Where a benchmark's test split has no labels (CommonsenseQA, HellaSwag,
 TriviaQA, NQ-Open, SQuAD, BoolQ), our "test" split reads its validation split, as FusionBench does; GPQA has a
@@ -33,6 +33,9 @@ SUITE: tuple[Task, ...] = (
     Task("arith_word", "gsm8k_number", "Synthetic arithmetic word problems with exact integer answers.",
          prompts.NUMBER, score_number, generate=synthetic.generate_arith_word,
          generate_solved=synthetic.solved_arith_word),
+    Task("mental_math", "gsm8k_number", "Synthetic one-step arithmetic (times tables, small sums and differences).",
+         prompts.NUMBER, score_number, generate=synthetic.generate_mental_math,
+         generate_solved=synthetic.solved_mental_math),
     # code
     Task("mbpp", "pass@1", "Basic Python programming problems checked by assert tests (MBPP).",
          prompts.CODE_TASK, score_code, convert=layouts.mbpp,
@@ -61,6 +64,8 @@ SUITE: tuple[Task, ...] = (
     Task("trivia_qa", "cem", "Trivia questions answered without a context passage.",
          prompts.SHORT_ANSWER, score_cem, convert=layouts.trivia_qa,
          hf=HFSource("mandarjoshi/trivia_qa", ("rc.nocontext",), TEST_IS_VALIDATION)),
+    Task("world_capitals", "cem", "Synthetic questions on 80 countries' capitals and continents.",
+         prompts.SHORT_ANSWER, score_cem, generate=synthetic.generate_world_capitals),
     # reading
     Task("squad", "cem", "Answer a question with a span of a Wikipedia passage (SQuAD v1.1).",
          prompts.PASSAGE_SPAN, score_cem, convert=layouts.squad,

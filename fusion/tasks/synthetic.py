@@ -1,10 +1,14 @@
-"""Two embedded synthetic tasks, generated offline with exactly known answers.
+"""Four embedded synthetic tasks, generated offline with exactly known answers.
 
 * ``arith_word``: arithmetic word problems (shopping, rates, sharing, discounts, ...) with integer answers,
   scored like GSM8K.
 * ``mc_reasoning``: four-option multiple-choice questions (largest/smallest number, alphabetical order,
   day-of-week arithmetic, unit conversion, the odd one out among multiples) with the gold letter spread
   evenly over A-D.
+* ``mental_math``: one-step arithmetic (times tables, small sums and differences), scored like GSM8K: where
+  tiny models are right part of the time, and not on the same questions.
+* ``world_capitals``: a country's capital, a capital's country, a country's continent (a fixed table of 80
+  countries), scored by cover exact match: knowledge a base model and an instruction model hold differently.
 
 Generation is deterministic in ``seed``. Each problem falls in one split (train/val/test = 80/10/10) by a hash
 of its canonical text, so the splits never share a problem whatever the seeds; within a call no problem is
@@ -228,6 +232,100 @@ def make_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[S
     return items
 
 
+# ---- mental_math -----------------------------------------------------------------------------------------
+
+
+def _times(rng: random.Random) -> tuple[str, str, dict]:
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    q = rng.choice(("What is {a} times {b}?", "What is {a} multiplied by {b}?", "What is {a} x {b}?")).format(a=a, b=b)
+    return "times", q, {"a": a, "b": b, "op": "times", "answer": a * b}
+
+
+def _add(rng: random.Random) -> tuple[str, str, dict]:
+    a, b = rng.randint(10, 60), rng.randint(2, 9)
+    q = rng.choice(("What is {a} + {b}?", "What is {a} plus {b}?", "Add {b} to {a}. What do you get?")).format(a=a, b=b)
+    return "add", q, {"a": a, "b": b, "op": "plus", "answer": a + b}
+
+
+def _subtract(rng: random.Random) -> tuple[str, str, dict]:
+    a, b = rng.randint(10, 60), rng.randint(2, 9)
+    q = rng.choice(("What is {a} - {b}?", "What is {a} minus {b}?", "Take {b} away from {a}. What is left?")).format(
+        a=a, b=b)
+    return "subtract", q, {"a": a, "b": b, "op": "minus", "answer": a - b}
+
+
+MENTAL_MAKERS = [_times, _add, _subtract]
+
+
+def make_mental_math(n: int, seed: int = 0, split: str | None = None) -> list[SyntheticItem]:
+    """``n`` distinct one-step arithmetic questions (in ``split`` if given) with integer answers."""
+    drawn = _collect(n, seed, split, MENTAL_MAKERS)
+    return [SyntheticItem(kind, key, key, str(p["answer"]), p) for kind, key, p in drawn]
+
+
+# ---- world_capitals --------------------------------------------------------------------------------------
+
+# (country, capital, continent): unambiguous names only (one capital, one continent)
+COUNTRIES = (
+    ("France", "Paris", "Europe"), ("Germany", "Berlin", "Europe"), ("Italy", "Rome", "Europe"),
+    ("Spain", "Madrid", "Europe"), ("Portugal", "Lisbon", "Europe"), ("Greece", "Athens", "Europe"),
+    ("Norway", "Oslo", "Europe"), ("Sweden", "Stockholm", "Europe"), ("Finland", "Helsinki", "Europe"),
+    ("Denmark", "Copenhagen", "Europe"), ("Poland", "Warsaw", "Europe"), ("Austria", "Vienna", "Europe"),
+    ("Hungary", "Budapest", "Europe"), ("Ireland", "Dublin", "Europe"), ("Belgium", "Brussels", "Europe"),
+    ("Czech Republic", "Prague", "Europe"), ("Romania", "Bucharest", "Europe"), ("Bulgaria", "Sofia", "Europe"),
+    ("Serbia", "Belgrade", "Europe"), ("Croatia", "Zagreb", "Europe"), ("Ukraine", "Kyiv", "Europe"),
+    ("Iceland", "Reykjavik", "Europe"), ("Estonia", "Tallinn", "Europe"), ("Latvia", "Riga", "Europe"),
+    ("Lithuania", "Vilnius", "Europe"), ("Slovakia", "Bratislava", "Europe"), ("Albania", "Tirana", "Europe"),
+    ("Japan", "Tokyo", "Asia"), ("China", "Beijing", "Asia"), ("India", "New Delhi", "Asia"),
+    ("South Korea", "Seoul", "Asia"), ("Thailand", "Bangkok", "Asia"), ("Vietnam", "Hanoi", "Asia"),
+    ("Indonesia", "Jakarta", "Asia"), ("Philippines", "Manila", "Asia"), ("Malaysia", "Kuala Lumpur", "Asia"),
+    ("Pakistan", "Islamabad", "Asia"), ("Bangladesh", "Dhaka", "Asia"), ("Nepal", "Kathmandu", "Asia"),
+    ("Iran", "Tehran", "Asia"), ("Iraq", "Baghdad", "Asia"), ("Saudi Arabia", "Riyadh", "Asia"),
+    ("Afghanistan", "Kabul", "Asia"), ("Mongolia", "Ulaanbaatar", "Asia"), ("Qatar", "Doha", "Asia"),
+    ("Jordan", "Amman", "Asia"), ("Lebanon", "Beirut", "Asia"), ("Syria", "Damascus", "Asia"),
+    ("Egypt", "Cairo", "Africa"), ("Kenya", "Nairobi", "Africa"), ("Nigeria", "Abuja", "Africa"),
+    ("Ethiopia", "Addis Ababa", "Africa"), ("Ghana", "Accra", "Africa"), ("Morocco", "Rabat", "Africa"),
+    ("Algeria", "Algiers", "Africa"), ("Tunisia", "Tunis", "Africa"), ("Senegal", "Dakar", "Africa"),
+    ("Uganda", "Kampala", "Africa"), ("Zimbabwe", "Harare", "Africa"), ("Angola", "Luanda", "Africa"),
+    ("Sudan", "Khartoum", "Africa"), ("Mali", "Bamako", "Africa"), ("Somalia", "Mogadishu", "Africa"),
+    ("Canada", "Ottawa", "North America"), ("Mexico", "Mexico City", "North America"),
+    ("Cuba", "Havana", "North America"), ("Jamaica", "Kingston", "North America"),
+    ("Panama", "Panama City", "North America"), ("Guatemala", "Guatemala City", "North America"),
+    ("Argentina", "Buenos Aires", "South America"), ("Chile", "Santiago", "South America"),
+    ("Peru", "Lima", "South America"), ("Colombia", "Bogota", "South America"),
+    ("Venezuela", "Caracas", "South America"), ("Ecuador", "Quito", "South America"),
+    ("Uruguay", "Montevideo", "South America"), ("Paraguay", "Asuncion", "South America"),
+    ("Australia", "Canberra", "Oceania"), ("New Zealand", "Wellington", "Oceania"), ("Fiji", "Suva", "Oceania"),
+)  # fmt: skip
+
+
+def _capital_of(rng: random.Random) -> tuple[str, str, dict]:
+    country, capital, _ = rng.choice(COUNTRIES)
+    q = f"What is the capital city of {country}?"
+    return "capital_of", q, {"country": country, "answer": capital}
+
+
+def _country_of(rng: random.Random) -> tuple[str, str, dict]:
+    country, capital, _ = rng.choice(COUNTRIES)
+    q = f"{capital} is the capital city of which country?"
+    return "country_of", q, {"capital": capital, "answer": country}
+
+
+def _continent_of(rng: random.Random) -> tuple[str, str, dict]:
+    country, _, continent = rng.choice(COUNTRIES)
+    q = f"On which continent is {country}?"
+    return "continent_of", q, {"country": country, "answer": continent}
+
+
+CAPITAL_MAKERS = [_capital_of, _country_of, _continent_of]
+
+
+def make_world_capitals(n: int, seed: int = 0, split: str | None = None) -> list[SyntheticItem]:
+    """``n`` distinct questions about the countries of :data:`COUNTRIES` (in ``split`` if given)."""
+    drawn = _collect(n, seed, split, CAPITAL_MAKERS)
+    return [SyntheticItem(kind, key, key, p["answer"], p) for kind, key, p in drawn]
+
+
 # ---- the Task.generate interface: (n, seed, split) -> [(query, ground_truth)] ---------------------------
 
 
@@ -237,6 +335,14 @@ def generate_arith_word(n: int, seed: int = 0, split: str | None = None) -> list
 
 def generate_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str]]:
     return [(it.query, it.answer) for it in make_mc_reasoning(n, seed, split)]
+
+
+def generate_mental_math(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str]]:
+    return [(it.query, it.answer) for it in make_mental_math(n, seed, split)]
+
+
+def generate_world_capitals(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str]]:
+    return [(it.query, it.answer) for it in make_world_capitals(n, seed, split)]
 
 
 # ---- worked solutions (the training targets of domain experts; never shown with a query of the same split) -----
@@ -291,6 +397,12 @@ def solved_arith_word(n: int, seed: int = 0, split: str | None = None) -> list[t
     """``(query, ground truth, worked solution)``; the solution ends as the prompt asks (``Answer: N``)."""
     return [(it.query, it.answer, f"{_arith_steps(it.kind, it.params)}\nAnswer: {it.answer}")
             for it in make_arith_word(n, seed, split)]
+
+
+def solved_mental_math(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str, str]]:
+    """``(query, ground truth, worked solution)``: the one step in words, then ``Answer: N``."""
+    return [(it.query, it.answer, f"{it.params['a']} {it.params['op']} {it.params['b']} is {it.answer}.\n"
+                                  f"Answer: {it.answer}") for it in make_mental_math(n, seed, split)]
 
 
 def solved_mc_reasoning(n: int, seed: int = 0, split: str | None = None) -> list[tuple[str, str, str]]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fusion.core.heldout import per_query_table
-from fusion.core.stats import paired_bootstrap, verdict
+from fusion.core.stats import difference
 from fusion.levels.query.base import Router, make_router
 from fusion.levels.query.baselines import BASELINES
 from fusion.levels.query.data import RoutingData
@@ -130,8 +130,7 @@ def evaluate_routers(routers: dict[str, Router], train: RoutingData, test: Routi
 def against(values: np.ndarray, baseline: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """The mean per-query difference ``values - baseline`` with its paired-bootstrap 95% interval and its word
     (gain / loss / no evidence)."""
-    ci = paired_bootstrap(np.asarray(values, float) - np.asarray(baseline, float), n_boot=n_boot, seed=seed)
-    return {**ci, "word": verdict(ci)}
+    return difference(values, baseline, n_boot=n_boot, seed=seed)
 
 
 def served_without_task(router: Router, test: RoutingData) -> dict:

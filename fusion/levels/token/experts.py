@@ -29,7 +29,7 @@ def expert_examples(expert: TokenExpertConfig) -> pd.DataFrame:
         return _synthetic_examples(task, name, cfg)
     if task.solution is None or task.convert is None:
         raise ValueError(f"expert {name!r}: task {task.name!r} has no reference solutions to train on "
-                         "(tasks with them: gsm8k, mbpp; and with source 'synthetic': arith_word, mc_reasoning)")
+                         "(tasks with them: gsm8k, mbpp; and with source 'synthetic': arith_word, mc_reasoning, mental_math)")
     records = task_records(task, cfg.source, cfg.split)
     if cfg.id_range is not None:
         lo, hi = cfg.id_range
@@ -54,7 +54,7 @@ def _synthetic_examples(task, name: str, cfg) -> pd.DataFrame:
     splits are disjoint: the pipeline's synthetic queries come from its ``test`` part)."""
     if task.generate_solved is None:
         raise ValueError(f"expert {name!r}: task {task.name!r} has no synthetic worked solutions "
-                         "(synthetic tasks with them: arith_word, mc_reasoning)")
+                         "(synthetic tasks with them: arith_word, mc_reasoning, mental_math)")
     rows = [{"query_id": make_query_id(task.name, q), "task": task.name, "domain": task.domain,
              "source": f"{task.name}:synthetic-{cfg.split}", "rank": 1, "prompt": task.build_prompt(q, cfg.mode),
              "completion": solution} for q, _, solution in task.generate_solved(cfg.limit or 256, cfg.seed, cfg.split)]
