@@ -1,13 +1,16 @@
-"""Which embedded tasks give fusion room: the four embedded candidates (SmolLM2-135M-Instruct and Gemma-3-270M, each
-direct and think) on every task the embedded default can draw offline, per task and per synthetic problem kind.
+"""Which embedded tasks give fusion room: the embedded pool's candidates (``params.yaml``: SmolLM2-135M-Instruct and
+Gemma-3-270M, each direct and think) on every task the embedded default can draw offline, per task and per
+synthetic problem kind.
 
 For each (task, kind): each candidate's accuracy, the best single candidate, the oracle (a query counts when any
 candidate gets it), the share of queries where the candidates disagree (some right, some wrong: the per-query signal
 a router can learn), answer tokens and seconds per answer. The product's own collector does the generation
-(``fusion.data.collect.collect``, the collect settings of ``params.yaml``), so what is measured is what ``make demo``
-would collect; answers are kept under ``<work>/parts`` and a killed run resumes.
+(``fusion.data.collect.collect``, the pool and collect settings of ``params.yaml``; ``--max-new-tokens`` sets the
+token budgets), so what is measured is what ``make demo`` would collect; answers are kept under ``<work>/parts``
+and a killed run resumes.
 
     python benchmarks/candidates.py [--work .bench/candidates] [--synthetic 32] [--human-eval 16]
+                                    [--max-new-tokens DIRECT THINK]
 
 Writes <work>/candidates.json and <work>/candidates.md (the table in docs/benchmarks.md).
 """
@@ -22,20 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-GEMMA_STOP = ["\nQuestion:", "\n\n", "\nAnswer:"]
-
-
-def pool_specs(params) -> list:
-    """The four candidates: the pool's SmolLM2 entry and Gemma-3-270M as ``params.yaml`` would declare it."""
-    from fusion.core.config import LLMSpec
-    from fusion.models.refs import GEMMA3, SMOLLM2
-
-    smol = LLMSpec(name="smollm2-135m", backend="transformers", model=SMOLLM2, input_price=0.01, output_price=0.02)
-    gemma = LLMSpec(name="gemma3-270m", backend="transformers", model=GEMMA3, input_price=0.02, output_price=0.04,
-                    options={"layout": "completion", "stop": GEMMA_STOP})
-    return [smol, gemma]
-
 
 def kinds_of(queries, sources: list[dict]) -> list[str]:
     """The synthetic problem kind of each query (the kind of the generator's item it came from: the loader drew
@@ -52,7 +41,6 @@ def kinds_of(queries, sources: list[dict]) -> list[str]:
 
 
 def table(log, kinds: dict[str, str]) -> list[dict]:
-
     log = log.assign(kind=log["query_id"].map(kinds))
     rows = []
     groups = [(t, k, g) for (t, k), g in log.groupby(["task", "kind"])] + [(t, "(all)", g) for t, g in log.groupby("task")]
@@ -105,6 +93,8 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--synthetic", type=int, default=32, help="queries per synthetic task")
     ap.add_argument("--human-eval", type=int, default=16, help="HumanEval problems (0: leave the task out)")
+    ap.add_argument("--max-new-tokens", type=int, nargs=2, metavar=("DIRECT", "THINK"), default=None,
+                    help="token budgets of the two modes (default: params.yaml's collect.max_new_tokens)")
     args = ap.parse_args()
     for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
@@ -130,15 +120,18 @@ def main() -> None:
         sources.append({"task": "human_eval", "source": "package", "limit": args.human_eval})
     queries = build_queries(QueriesConfig(seed=0, test_fraction=0.3, sources=sources))
     kinds = dict(zip(queries["query_id"], kinds_of(queries, sources), strict=True))
-    pool = pool_specs(params)
+    cfg = params.collect
+    if args.max_new_tokens:
+        cfg = cfg.model_copy(update={"max_new_tokens": dict(zip(("direct", "think"), args.max_new_tokens, strict=True))})
     t0 = time.perf_counter()
-    log = collect(queries, pool, params.collect, work / "parts", model_cache=params.paths.model_cache)
+    log = collect(queries, params.pool, cfg, work / "parts", model_cache=params.paths.model_cache)
     wall = time.perf_counter() - t0
     cands = sorted(log["candidate"].unique())
     rows = table(log, kinds)
     speed = seconds_per_answer(log)
     out = {"command": " ".join(["python", *sys.argv]), "queries": int(len(queries)), "wall_s": round(wall, 1),
-           "collect": params.collect.model_dump(mode="json"), "gemma_stop": GEMMA_STOP, "rows": rows,
+           "collect": cfg.model_dump(mode="json"), "pool": [s.model_dump(mode="json") for s in params.pool],
+           "rows": rows,
            "errors": int(log["error"].notna().sum()),
            "seconds_per_answer": speed}
     (work / "candidates.json").write_text(json.dumps(out, indent=2))

@@ -129,11 +129,11 @@ def test_mental_math_answers_recompute_and_score():
     assert items == make_mental_math(90, seed=0)
     assert {it.kind for it in items} == {"times", "add", "subtract"}
     op = {"times": lambda a, b: a * b, "add": lambda a, b: a + b, "subtract": lambda a, b: a - b}
+    task = get_task("mental_math")
     for it in items:
         a, b = it.params["a"], it.params["b"]
         assert [int(n) for n in re.findall(r"\d+", it.query)] in ([a, b], [b, a]), it
         assert int(it.answer) == op[it.kind](a, b) > 0, it
-        task = get_task("mental_math")
         assert task.score(f"{it.query} It is {it.answer}.\nAnswer: {it.answer}", it.answer) == 1.0
         assert task.score(f"Answer: {int(it.answer) + 1}", it.answer) == 0.0
 
