@@ -204,3 +204,50 @@ def test_the_collator_labels_the_completion_only(tiny_llama, tmp_path):
         assert labels[len(prompt_ids):n] == ids[len(prompt_ids):n]
         assert all(x == -100 for x, a in zip(labels, attn, strict=True) if a == 0)
         assert ex.completion in tok.decode(ids[len(prompt_ids):n])
+
+
+@pytest.fixture(scope="module")
+def base_model(tiny_llama, tmp_path_factory) -> Path:
+    """The tiny model without a chat template: a base model like Gemma-3-270M."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("base") / "tiny-base"
+    shutil.copytree(tiny_llama, out)
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((out / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_a_base_model_is_distilled_in_the_completion_layout_it_is_prompted_in(base_model, tmp_path):
+    """Without a chat template, SFT trains on the text the transformers backend gives the model in generation
+    (``Question: …\\nAnswer:``, token for token), the loss on the answer and its EOS only; the trained model is
+    prompted in that layout without being told (no ``options.layout``)."""
+    from fusion.backends.hf import TransformersBackend
+    from fusion.core.lora import sft_trainer, train_lora
+
+    examples = pd.DataFrame({"query_id": ["a", "b"], "prompt": ["What is 12 + 30?", "Name a colour of the sky"],
+                             "completion": ["Answer: 42", "The sky is blue"]})
+    trainer = sft_trainer(examples, str(base_model), _cfg(), tmp_path / "ck")
+    tok = trainer.processing_class
+    assert not tok.chat_template
+    spec = LLMSpec(name="base", backend="transformers", model=str(base_model), input_price=0, output_price=0)
+    backend = TransformersBackend(spec, model_cache=tmp_path / "cache")
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    batch = trainer.data_collator(rows)
+    for i, (row, ex) in enumerate(zip(rows, examples.itertuples(), strict=True)):
+        rendered = backend.render(ex.prompt)
+        assert rendered.endswith(f"Question: {ex.prompt}\nAnswer:")
+        prompt_ids = tok(rendered, add_special_tokens=False)["input_ids"]  # what generation feeds the model
+        ids, labels = (batch[k][i].tolist() for k in ("input_ids", "labels"))
+        n = len(row["input_ids"])
+        assert ids[:len(prompt_ids)] == prompt_ids
+        assert labels[:len(prompt_ids)] == [-100] * len(prompt_ids)
+        assert labels[len(prompt_ids):n] == ids[len(prompt_ids):n] and ids[n - 1] == tok.eos_token_id
+        assert tok.decode(ids[len(prompt_ids):n - 1]).strip() == ex.completion
+    result = train_lora(EXAMPLES, str(base_model), tmp_path / "out", _cfg(max_steps=2), model_cache=tmp_path / "c")
+    merged = TransformersBackend(LLMSpec(name="d", backend="transformers", model=str(result.merged), input_price=0,
+                                         output_price=0),
+                                 model_cache=tmp_path / "cache")
+    assert merged.render("2+2?") == backend.render("2+2?")

@@ -126,6 +126,24 @@ def test_sft_data_holds_no_wrong_answer_no_test_query_no_test_code(hand_log):
     assert "c1" not in set(labels.examples["query_id"]) and "t1" not in set(labels.examples["query_id"])
 
 
+def test_a_logged_reference_solution_is_the_gold_target_of_a_code_query(hand_log):
+    code_gt = json.dumps({"tests": ["assert add(1, 2) == 3"], "setup": ""})
+    code = _row("c1", "coder", task="mbpp", domain="code", metric="pass@1", gt=code_gt,
+                response="```python\ndef plus(a, b):\n    return a + b\n```")
+    log = pd.concat([hand_log, _log([code])], ignore_index=True)
+    log["solution"] = None
+    log.loc[log["query_id"] == "c1", "solution"] = "def add(a, b):\n    return a + b"
+    labels = build_sft_data(log, kind=LABEL_ONLY)
+    assert NO_CANONICAL not in labels.skipped
+    gold = labels.examples.loc[labels.examples["query_id"] == "c1", "completion"].item()
+    assert gold == "```python\ndef add(a, b):\n    return a + b\n```"
+    fused = build_sft_data(log, kind=DISTILLED, strategy="performance", k=5, gold=True).examples
+    c1 = fused[fused["query_id"] == "c1"]
+    assert c1["source"].tolist() == ["gold", "coder"] and c1["completion"].iloc[0] == gold  # the gold answer first
+    # without the column, the code query has no canonical solution: counted, never its tests
+    assert build_sft_data(log.drop(columns="solution"), kind=LABEL_ONLY).skipped[NO_CANONICAL] == 1
+
+
 def test_code_target_drops_test_lines():
     gt = json.dumps({"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 2\n", "entry_point": "f"})
     out = code_target("Here:\n```python\ndef f(x):\n    return x + 1\ndef check(c):\n    assert c(1) == 2\n```", gt)

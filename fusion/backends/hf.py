@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fusion.backends.base import BACKENDS, TOKENS_FROM_TOKENIZER, Backend, Generation, Request
-from fusion.models.load import load_causal_lm, render_chat
+from fusion.models.load import COMPLETION_TEMPLATE, load_causal_lm, render_chat, render_completion
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ class TransformersOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: ``chat``: the tokenizer's chat template; ``completion``: ``completion_template`` (a base model); None: the
-    #: chat template when the tokenizer has one, else the prompt as it is
+    #: chat template when the tokenizer has one, else the completion layout (how a base model is also distilled)
     layout: Literal["chat", "completion"] | None = None
-    completion_template: str = Field(default="Question: {prompt}\nAnswer:", description="must hold {prompt}")
+    completion_template: str = Field(default=COMPLETION_TEMPLATE, description="must hold {prompt}")
     #: strings that end a generation (cut from the text, not counted beyond the tokens generated)
     stop: list[str] = []
 
@@ -76,13 +76,13 @@ class TransformersBackend(Backend):
     def render(self, prompt: str) -> str:
         layout = self.options.layout
         if layout is None:
-            return render_chat(self.tokenizer, prompt)
+            layout = "chat" if self.tokenizer.chat_template else "completion"
         if layout == "chat":
             if not self.tokenizer.chat_template:
                 raise ValueError(f"{self.spec.name}: layout 'chat' but {self.spec.model} has no chat template "
                                  "(a base model): set options.layout: completion")
             return render_chat(self.tokenizer, prompt)
-        return (self.tokenizer.bos_token or "") + self.options.completion_template.format(prompt=prompt)
+        return render_completion(self.tokenizer, prompt, self.options.completion_template)
 
     def generate(
         self, requests: Sequence[Request], *, max_new_tokens: int, temperature: float = 0.0, seed: int = 0

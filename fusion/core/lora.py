@@ -27,6 +27,7 @@ import pandas as pd
 
 from fusion.core.config import TrainerConfig
 from fusion.core.examples import to_conversations
+from fusion.models.load import completion_sft_record
 from fusion.models.refs import materialize
 from fusion.tracking import pinned_requirements
 
@@ -156,7 +157,8 @@ def train_lora(examples: pd.DataFrame, base: str, out: Path, cfg: TrainerConfig,
 
 def sft_trainer(examples: pd.DataFrame, base_path: str | Path, cfg: TrainerConfig, ckpt_dir: Path, *,
                 callbacks: list | None = None):
-    """TRL's ``SFTTrainer`` with a PEFT ``LoraConfig`` on prompt–completion conversations: the loss on the
+    """TRL's ``SFTTrainer`` with a PEFT ``LoraConfig`` on prompt–completion conversations (a base model without a
+    chat template: plain prompt–completion text in the completion layout it is prompted in): the loss on the
     completion tokens only (``completion_only_loss``; the collator's labels are -100 on the prompt and padding,
     tested token by token)."""
     import torch
@@ -170,7 +172,12 @@ def sft_trainer(examples: pd.DataFrame, base_path: str | Path, cfg: TrainerConfi
         tok.pad_token = tok.eos_token
     dtype = getattr(torch, cfg.dtype)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
-    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in to_conversations(examples)])
+    if tok.chat_template:
+        records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in to_conversations(examples)]
+    else:  # a base model: the completion layout it is prompted in (fusion.models.load.render_completion)
+        records = [completion_sft_record(tok, p, c) for p, c in zip(examples["prompt"], examples["completion"],
+                                                                strict=True)]
+    ds = Dataset.from_list(records)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
     on_cpu = cfg.device == "cpu"

@@ -43,9 +43,32 @@ def load_causal_lm(ref: str, *, model_cache: str | Path, adapter: str | Path | N
         return model.to(device), tokenizer, path
 
 
+#: how a base model (no chat template, e.g. Gemma-3-270M) is prompted: in generation and in SFT alike, so that a
+#: model distilled in this layout is asked in it
+COMPLETION_TEMPLATE = "Question: {prompt}\nAnswer:"
+
+
 def render_chat(tokenizer, prompt: str) -> str:
     """The text a chat model is given for a one-turn user ``prompt`` (the prompt itself without a chat template)."""
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
     return prompt
+
+
+def render_completion(tokenizer, prompt: str, template: str = COMPLETION_TEMPLATE) -> str:
+    """The text a base model is given for ``prompt`` in the completion layout (its BOS token first)."""
+    return (tokenizer.bos_token or "") + template.format(prompt=prompt)
+
+
+def completion_sft_record(tokenizer, prompt: str, completion: str,
+                          template: str = COMPLETION_TEMPLATE) -> dict[str, str]:
+    """A standard (not conversational) TRL prompt–completion record in the completion layout, whose tokens are
+    those :func:`render_completion` gives in generation: TRL tokenizes the text with the tokenizer's special
+    tokens, so the BOS token is written only where the tokenizer would not add it; the completion follows after
+    one space (TRL appends the EOS token)."""
+    text = render_completion(tokenizer, prompt, template)
+    bos = tokenizer.bos_token
+    if bos and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        text = text.removeprefix(bos)
+    return {"prompt": text, "completion": " " + completion.strip()}

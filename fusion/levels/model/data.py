@@ -9,8 +9,10 @@ instead, written in the form the task's prompt asks for. Guards, each tested:
   across splits: LLMRouter's test has 119 train questions);
 - only correct responses (the selection's ``min_performance``);
 - a code target is code: the response's code block, without any line of the task's tests; a label-only code
-  example needs a canonical solution, and the ground truth of code tasks holds tests, so those are counted as
-  ``no canonical solution`` and left out — never the tests as a target.
+  example needs a canonical solution, and the ground truth of code tasks holds tests, so without one those are
+  counted as ``no canonical solution`` and left out — never the tests as a target. A log may carry a ``solution``
+  column (a query's reference solution, e.g. MBPP's code joined to RouterBench's prompts): where it is set, it is
+  the gold target (a code solution fenced as the code prompt asks).
 
 The examples are TRL's conversational prompt–completion form (``prompt`` = [user message], ``completion`` =
 [assistant message]), which trains with ``completion_only_loss`` on any chat template (SmolLM2's has no
@@ -86,8 +88,15 @@ def code_target(response: str, ground_truth: str | None) -> str | None:
     return f"```python\n{code}\n```" if code.strip() else None
 
 
-def gold_target(task: str, ground_truth: str | None, domain: str | None) -> tuple[str | None, str | None]:
-    """(the label-only completion, None) or (None, why there is none)."""
+def gold_target(task: str, ground_truth: str | None, domain: str | None,
+                solution: str | None = None) -> tuple[str | None, str | None]:
+    """(the label-only completion, None) or (None, why there is none). ``solution``: the query's reference
+    solution when the log has one (it wins over the ground truth)."""
+    if solution is not None and not pd.isna(solution) and str(solution).strip():
+        text = str(solution).strip()
+        if domain == "code" and not text.startswith("```"):
+            text = f"```python\n{text}\n```"
+        return text, None
     if domain == "code":
         return None, NO_CANONICAL
     if ground_truth is None or pd.isna(ground_truth) or not str(ground_truth).strip():
@@ -136,8 +145,9 @@ def build_sft_data(log: pd.DataFrame, *, kind: str = DISTILLED, strategy: str = 
     if kind == LABEL_ONLY or gold:
         rows = _gold_rows(train)
         completions = []
-        for task, gt, dom in zip(rows["task"], rows["ground_truth"], rows["domain"], strict=True):
-            target, why = gold_target(str(task), gt, dom)
+        solutions = rows["solution"] if "solution" in rows.columns else [None] * len(rows)
+        for task, gt, dom, sol in zip(rows["task"], rows["ground_truth"], rows["domain"], solutions, strict=True):
+            target, why = gold_target(str(task), gt, dom, sol)
             completions.append(target)
             if why:
                 skipped[why] = skipped.get(why, 0) + 1
