@@ -81,3 +81,19 @@ def test_the_fused_set_holds_the_gold_first_then_several_teachers(data):
     assert (firsts.loc[firsts["query_id"].isin(labels["query_id"]), "source"] == "gold").all()
     assert fused.loc[fused["source"] == "gold", "completion"].tolist() == labels["completion"].tolist()
     assert fused["completion"].str.startswith("```python\n").all()
+
+
+def test_the_token_level_benchmark_holds_out_test_problems_of_both_tasks(mbpp):
+    spec = importlib.util.spec_from_file_location("bench_tokenroute_mix", SCRIPT.parent / "tokenroute_mix.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not (mod.GSM8K / "test.jsonl").is_file():
+        pytest.skip("GSM8K not in ../shared/data")
+    log = mod.held_out(3)
+    assert log.groupby("task").size().to_dict() == {"gsm8k": 3, "mbpp": 3}
+    assert set(log["split"]) == {"test"} and log["query_id"].is_unique
+    assert log.set_index("task")["mode"].to_dict() == {"gsm8k": "think", "mbpp": "direct"}
+    train = {json.loads(line)["question"] for line in (mod.GSM8K / "train.jsonl").read_text().splitlines()}
+    assert not set(log.loc[log["task"] == "gsm8k", "query"]) & train
+    mbpp_ids = {r["task_id"] for r in mbpp.load_records() if r["text"] in " ".join(log["query"])}
+    assert mbpp_ids and all(11 <= i <= 510 for i in mbpp_ids)  # MBPP's test split, never the experts' 601-974
