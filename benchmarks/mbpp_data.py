@@ -66,8 +66,8 @@ def held_out(records: list[dict], teacher_texts: list[str], overlap: float, limi
     rows, dropped = [], 0
     for rec in sorted((r for r in records if r["task_id"] in MBPP_TEST_IDS), key=lambda r: r["task_id"]):
         text = norm(rec["text"])
-        close = any(difflib.SequenceMatcher(None, text, s).ratio() >= overlap for s in seen
-                    if difflib.SequenceMatcher(None, text, s).quick_ratio() >= overlap)
+        matchers = (difflib.SequenceMatcher(None, text, s) for s in seen)
+        close = any(m.quick_ratio() >= overlap and m.ratio() >= overlap for m in matchers)
         if close:
             dropped += 1
             continue

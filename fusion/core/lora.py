@@ -27,7 +27,7 @@ import pandas as pd
 
 from fusion.core.config import TrainerConfig
 from fusion.core.examples import to_conversations
-from fusion.models.load import completion_sft_record
+from fusion.models.load import completion_sft_records
 from fusion.models.refs import materialize
 from fusion.tracking import pinned_requirements
 
@@ -175,8 +175,7 @@ def sft_trainer(examples: pd.DataFrame, base_path: str | Path, cfg: TrainerConfi
     if tok.chat_template:
         records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in to_conversations(examples)]
     else:  # a base model: the completion layout it is prompted in (fusion.models.load.render_completion)
-        records = [completion_sft_record(tok, p, c) for p, c in zip(examples["prompt"], examples["completion"],
-                                                                strict=True)]
+        records = completion_sft_records(tok, examples["prompt"].tolist(), examples["completion"].tolist())
     ds = Dataset.from_list(records)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")

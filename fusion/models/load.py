@@ -4,6 +4,7 @@ adapter on it when asked: the one loader of the transformers backend and of the 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from fusion.models.refs import materialize
@@ -61,14 +62,17 @@ def render_completion(tokenizer, prompt: str, template: str = COMPLETION_TEMPLAT
     return (tokenizer.bos_token or "") + template.format(prompt=prompt)
 
 
-def completion_sft_record(tokenizer, prompt: str, completion: str,
-                          template: str = COMPLETION_TEMPLATE) -> dict[str, str]:
-    """A standard (not conversational) TRL prompt–completion record in the completion layout, whose tokens are
+def completion_sft_records(tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                           template: str = COMPLETION_TEMPLATE) -> list[dict[str, str]]:
+    """Standard (not conversational) TRL prompt–completion records in the completion layout, whose tokens are
     those :func:`render_completion` gives in generation: TRL tokenizes the text with the tokenizer's special
-    tokens, so the BOS token is written only where the tokenizer would not add it; the completion follows after
+    tokens, so the BOS token is written only where the tokenizer would not add it; each completion follows after
     one space (TRL appends the EOS token)."""
-    text = render_completion(tokenizer, prompt, template)
     bos = tokenizer.bos_token
-    if bos and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
-        text = text.removeprefix(bos)
-    return {"prompt": text, "completion": " " + completion.strip()}
+    adds_bos = bool(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
+    records = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        text = render_completion(tokenizer, prompt, template)
+        records.append({"prompt": text.removeprefix(bos) if adds_bos else text,
+                        "completion": " " + completion.strip()})
+    return records
